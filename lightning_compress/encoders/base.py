@@ -1,0 +1,153 @@
+"""KVEncoder: n prompt tokens + m learned memory slots -> per-layer KV for the m slots.
+
+The encoder runs blocks of the decoder's architecture over [text (n); slots (m)] with a
+causal mask, so every slot sees the whole text. For each decoder layer l, the slots' key
+and value are read off the hidden state *entering* block l, exactly as block l's attention
+would compute them (input RMSNorm -> k_proj / v_proj -> RoPE on the key). Hence the last
+block only ever needs its input norm and k/v projections: the rest of it would receive no
+gradient, so the encoder does not keep it (no dead parameters under DDP).
+
+Positions (RoPE) of the slots:
+- "consistent" (default): text at positions -n..-1, slots at 0..m-1. Attention depends only
+  on relative positions, so hidden states equal those of the plain layout, and the keys come
+  out rotated for positions 0..m-1: the decoder's text at m.. then sees the memory as a real
+  prefix, and the same memory works for any n.
+- "paper": text at 0..n-1, slots at n..n+m-1, as in 500xCompressor and AOC, whose keys then
+  sit "after" the decoder's text (which starts at m). Reproduces their numbers; memory is
+  tied to the n it was trained with.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_causal_mask
+from transformers.models.llama.modeling_llama import rotate_half
+
+from ..memory import MemoryKV
+
+
+def shallow_clone(module: nn.Module) -> nn.Module:
+    """A new module object that shares every parameter and submodule of `module`, but whose
+    own submodule table can be changed (e.g. an MLP dropped, a LoRA layer injected) without
+    touching the original."""
+    clone = copy.copy(module)
+    clone._modules = dict(module._modules)
+    clone._parameters = dict(module._parameters)
+    clone._buffers = dict(module._buffers)
+    return clone
+
+
+class KVReader(nn.Module):
+    """The parts of a decoder block that produce its key and value: input norm, k/v proj."""
+
+    def __init__(self, input_layernorm: nn.Module, k_proj: nn.Module, v_proj: nn.Module):
+        super().__init__()
+        self.input_layernorm = input_layernorm
+        self.k_proj = k_proj
+        self.v_proj = v_proj
+
+
+class KVEncoder(nn.Module):
+    """Turn `input_ids` [B, n] into a `MemoryKV` with m slots for each decoder layer.
+
+    `blocks` are the first L-1 blocks (LlamaDecoderLayer-like); `last` reads the KV of
+    layer L-1 from the output of those blocks.
+    """
+
+    def __init__(
+        self,
+        config,
+        embed_tokens: nn.Module,
+        rotary_emb: nn.Module,
+        blocks: nn.ModuleList,
+        last: KVReader,
+        memory_tokens: int,
+        position_layout: str = "consistent",
+    ):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = embed_tokens
+        self.rotary_emb = rotary_emb
+        self.blocks = blocks
+        self.last = last
+        self.memory_tokens = memory_tokens
+        self.position_layout = position_layout
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        embed_std = embed_tokens.weight.detach().float().std().item()
+        # Slots start like typical token embeddings (the cramming paper's init), not N(0, 1).
+        self.memory = nn.Parameter(torch.randn(memory_tokens, config.hidden_size) * embed_std)
+
+    def position_ids(self, n: int, device) -> torch.Tensor:
+        m = self.memory_tokens
+        start = -n if self.position_layout == "consistent" else 0
+        return torch.arange(start, start + n + m, device=device).unsqueeze(0)
+
+    def _read_kv(self, norm, k_proj, v_proj, hidden: torch.Tensor, cos, sin) -> tuple[torch.Tensor, torch.Tensor]:
+        m, batch = self.memory_tokens, hidden.shape[0]
+        x = norm(hidden[:, -m:])
+        k = k_proj(x).view(batch, m, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v_proj(x).view(batch, m, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = cos[:, None, -m:], sin[:, None, -m:]
+        return k * cos + rotate_half(k) * sin, v
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        text = self.embed_tokens(input_ids)
+        slots = self.memory.to(text.dtype).expand(text.shape[0], -1, -1)
+        return torch.cat([text, slots], dim=1)
+
+    def encode_embeds(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> MemoryKV:
+        """KV of the last m positions of `hidden` [B, S, d] placed at `position_ids` [1, S].
+        Exposed separately so tests can check it against the decoder's own cache."""
+        seq = hidden.shape[1]
+        cos, sin = self.rotary_emb(hidden, position_ids)
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden,
+            attention_mask=None,
+            past_key_values=None,
+            # Mask positions are cache slots 0..S-1, whatever the RoPE positions are.
+            position_ids=torch.arange(seq, device=hidden.device).unsqueeze(0),
+        )
+        keys, values = [], []
+        for block in self.blocks:
+            attn = block.self_attn
+            k, v = self._read_kv(block.input_layernorm, attn.k_proj, attn.v_proj, hidden, cos, sin)
+            keys.append(k)
+            values.append(v)
+            hidden = block(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=(cos, sin))
+        k, v = self._read_kv(self.last.input_layernorm, self.last.k_proj, self.last.v_proj, hidden, cos, sin)
+        keys.append(k)
+        values.append(v)
+        return MemoryKV(keys, values)
+
+    def forward(self, input_ids: torch.Tensor) -> MemoryKV:
+        hidden = self.embed(input_ids)
+        return self.encode_embeds(hidden, self.position_ids(input_ids.shape[1], input_ids.device))
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class NoMLP(nn.Module):
+    """AOC's replacement for a block's MLP: the identity. The block then computes
+    h + attn(norm1(h)) followed by h + norm2(h), as the AOC code does with nn.Identity()."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def decoder_parts(decoder):
+    """(embed_tokens, rotary_emb, layers) of a LlamaForCausalLM-like decoder."""
+    base = decoder.model
+    return base.embed_tokens, base.rotary_emb, base.layers
+
+
+def last_reader(layer: nn.Module) -> KVReader:
+    return KVReader(layer.input_layernorm, layer.self_attn.k_proj, layer.self_attn.v_proj)

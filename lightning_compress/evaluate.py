@@ -1,0 +1,97 @@
+"""Regenerate a held-out split from a trained compressor and score it.
+
+Writes, atomically, into one folder: metrics.json, metrics.csv, metrics.md (one row per
+(n, m)) and regenerations.jsonl (reference and output of every sample).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .callbacks import markdown_table
+from .metrics import regeneration_metrics
+
+COLUMNS = [
+    "encoder", "n", "m", "ratio", "bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l",
+    "token_accuracy", "samples", "trainable_params",
+]
+
+
+@torch.no_grad()
+def evaluate(module, datamodule, split: str = "test", num_samples: int = 64, batch_size: int = 16) -> dict:
+    module.eval()
+    dataset = datamodule.dataset(split, limit=num_samples, rank=0, world_size=1)
+    references, candidates, correct, total = [], [], 0.0, 0
+    batch: list = []
+
+    def flush():
+        nonlocal correct, total
+        ids = torch.stack([e["input_ids"] for e in batch]).to(module.device)
+        _, accuracy = module._loss(ids)
+        correct += float(accuracy) * ids.numel()
+        total += ids.numel()
+        references.extend(module.decode(ids.tolist()))
+        candidates.extend(module.regenerate(ids))
+        batch.clear()
+
+    with tqdm(total=num_samples, desc=f"regenerating {split}", unit="prompt") as bar:
+        for example in dataset:
+            batch.append(example)
+            if len(batch) == batch_size:
+                flush()
+                bar.update(batch_size)
+        if batch:
+            bar.update(len(batch))
+            flush()
+    if not references:
+        raise ValueError(
+            f"the {split} split of data.source={datamodule.source!r} has no text with at least "
+            f"{datamodule.n_tokens} tokens"
+        )
+    scores = regeneration_metrics(references, candidates)
+    n, m = module.n_tokens, module.memory_tokens
+    row = {
+        "encoder": module.cfg.model.encoder.name,
+        "n": n,
+        "m": m,
+        "ratio": n / m,
+        **{k: scores[k] for k in ("bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l")},
+        "token_accuracy": correct / total,
+        "samples": scores["samples"],
+        "trainable_params": module.encoder.trainable_parameter_count(),
+    }
+    samples = [{"reference": r, "regenerated": c} for r, c in zip(references, candidates)]
+    return {"metrics": row, "samples": samples}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def format_row(row: dict) -> list:
+    return [f"{row[c]:.4f}" if isinstance(row[c], float) else row[c] for c in COLUMNS]
+
+
+def write_results(folder: str | os.PathLike, results: dict) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    row = results["metrics"]
+    _atomic_write(folder / "metrics.json", json.dumps(row, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerow(row)
+    _atomic_write(folder / "metrics.csv", buffer.getvalue())
+    _atomic_write(folder / "metrics.md", markdown_table(COLUMNS, [format_row(row)]) + "\n")
+    lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in results["samples"])
+    _atomic_write(folder / "regenerations.jsonl", lines)
+    return folder

@@ -1,0 +1,3 @@
+from .prompt_compressor import PromptCompressor
+
+__all__ = ["PromptCompressor"]

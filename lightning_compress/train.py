@@ -1,0 +1,84 @@
+"""`lcompress train`: fit a PromptCompressor, keep the best checkpoint by validation loss,
+then regenerate the held-out test split with it and print the metrics table.
+
+Launch on 1 node:  lcompress train experiments/aoc.yaml trainer.devices=8
+Launch on N nodes: torchrun/srun start the same command on every node with
+                   trainer.num_nodes=N; Lightning reads the rank from the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
+
+from .backbone import load_backbone
+from .callbacks import LatentInterpolation, RegenerationSamples, markdown_table
+from .checkpoint_io import AtomicCheckpointIO
+from .evaluate import COLUMNS, evaluate, format_row, write_results
+from .modules import PromptCompressor
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if "precision" not in kwargs:
+        # bf16-mixed where the hardware has it, as the papers train; fp32 on CPU.
+        kwargs["precision"] = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    return kwargs
+
+
+def train(cfg: DictConfig) -> dict:
+    pl.seed_everything(cfg.seed, workers=True)
+    backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
+    module = PromptCompressor(cfg, backbone)
+    enc = module.encoder
+    print(
+        f"encoder {cfg.model.encoder.name}: {enc.trainable_parameter_count():,} trainable of "
+        f"{enc.parameter_count():,} parameters; decoder: {sum(p.numel() for p in module.decoder.parameters()):,} (frozen)"
+    )
+    datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, backbone.tokenizer)
+    logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, default_hp_metric=False)
+    run_dir = Path(logger.log_dir)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1, save_last=True
+    )
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), TQDMProgressBar(refresh_rate=1)]
+    callbacks.append(RegenerationSamples(cfg.callbacks.num_samples))
+    if cfg.callbacks.interpolation_points:
+        callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
+    trainer = pl.Trainer(logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **trainer_kwargs(cfg))
+    trainer.fit(module, datamodule=datamodule)
+    if not trainer.is_global_zero:
+        return {}
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if best:
+        module.load_trainable_state(torch.load(best, map_location="cpu", weights_only=False)["state_dict"], best)
+    results = evaluate(module.to(trainer.strategy.root_device), datamodule, cfg.eval.split, cfg.eval.num_samples, cfg.eval.batch_size)
+    folder = write_results(run_dir / f"eval_{cfg.eval.split}", results)
+    logger.log_hyperparams(
+        _flat_hparams(cfg), {f"final/{k}": v for k, v in results["metrics"].items() if isinstance(v, float)}
+    )
+    print(markdown_table(COLUMNS, [format_row(results["metrics"])]))
+    print(f"checkpoint: {best}\nmetrics and regenerations: {folder}\nTensorBoard: tensorboard --logdir {cfg.output_dir}")
+    return {"checkpoint": best, "run_dir": str(run_dir), **results}
+
+
+def _flat_hparams(cfg: DictConfig) -> dict:
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, name + ".")
+            else:
+                flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
