@@ -22,7 +22,8 @@ from .records import SkipLog, iter_texts
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
+# "all" reads every record of the source (e.g. a file given to `lcompress eval`).
+SPLITS = ("train", "val", "test", "all")
 
 
 def split_of(text: str, val_per_mille: int, test_per_mille: int) -> str:
@@ -68,7 +69,7 @@ class AbstractsStream(IterableDataset):
 
     def _split_texts(self):
         for text in iter_texts(self.source, self.text_field, self.skips, self.hub_split):
-            if split_of(text, self.val_per_mille, self.test_per_mille) == self.split:
+            if self.split == "all" or split_of(text, self.val_per_mille, self.test_per_mille) == self.split:
                 yield text
 
     def _ids(self, text: str):

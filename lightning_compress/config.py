@@ -80,6 +80,7 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
+    # train | val | test (by text hash) | all (every record of data.source).
     split: str = "test"
     num_samples: int = 64
     batch_size: int = 16
@@ -143,8 +144,8 @@ def _check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
     if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:
         raise ConfigError("data.val_per_mille + data.test_per_mille must be below 1000")
-    if cfg.eval.split not in ("train", "val", "test"):
-        raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val or test")
+    if cfg.eval.split not in ("train", "val", "test", "all"):
+        raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val, test or all")
 
 
 def _parse_overrides(overrides: list[str]) -> dict:

@@ -77,9 +77,11 @@ class KVEncoder(nn.Module):
         self.position_layout = position_layout
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        embed_std = embed_tokens.weight.detach().float().std().item()
+        weight = embed_tokens.weight
+        # (meta tensors, used to count parameters of big configs, have no values)
+        embed_std = config.initializer_range if weight.is_meta else weight.detach().float().std().item()
         # Slots start like typical token embeddings (the cramming paper's init), not N(0, 1).
-        self.memory = nn.Parameter(torch.randn(memory_tokens, config.hidden_size) * embed_std)
+        self.memory = nn.Parameter(torch.randn(memory_tokens, config.hidden_size, device=weight.device) * embed_std)
 
     def position_ids(self, n: int, device) -> torch.Tensor:
         m = self.memory_tokens

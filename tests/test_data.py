@@ -1,0 +1,103 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from torch.utils.data import DataLoader
+
+from data_modules.arxiv_abstracts import AbstractsStream, ArxivAbstractsDataModule, collate, split_of
+from data_modules.records import SkipLog, iter_texts, shipped_sample
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from lightning_compress.backbone import load_tokenizer
+
+    return load_tokenizer("tiny-random")
+
+
+def _texts(stream):
+    return [example["text"] for example in stream]
+
+
+def test_shipped_sample_exists_and_reads():
+    skips = SkipLog()
+    texts = list(iter_texts("sample", "abstract", skips))
+    assert shipped_sample().is_file() and len(texts) == 3000 and skips.total == 0
+
+
+def test_examples_have_exactly_n_tokens_and_short_ones_are_counted(tokenizer):
+    stream = AbstractsStream("sample", "val", tokenizer, n_tokens=200)
+    shapes = {tuple(e["input_ids"].shape) for e in stream}
+    assert shapes == {(200,)}
+    assert stream.skips.counts["shorter than n_tokens=200"] > 0
+
+
+def test_splits_are_disjoint_and_stable(tokenizer):
+    splits = {s: set(_texts(AbstractsStream("sample", s, tokenizer, n_tokens=8))) for s in ("train", "val", "test")}
+    assert not (splits["train"] & splits["val"]) and not (splits["train"] & splits["test"]) and not (splits["val"] & splits["test"])
+    assert 50 < len(splits["val"]) < 250 and 50 < len(splits["test"]) < 250
+    assert split_of("a fixed text", 50, 50) == split_of("a fixed text", 50, 50)
+    # sha1-based, so the same on every machine: pin one value.
+    assert [split_of(f"text {i}", 50, 50) for i in range(40)].count("train") == sum(
+        int(__import__("hashlib").sha1(f"text {i}".encode()).hexdigest()[:8], 16) % 1000 >= 100 for i in range(40)
+    )
+
+
+@pytest.mark.parametrize("split, limit", [("val", None), ("val", 30)])
+def test_two_ranks_two_workers_disjoint_and_covering(tokenizer, split, limit):
+    full = _texts(AbstractsStream("sample", split, tokenizer, n_tokens=16, limit=limit))
+    seen = []
+    for rank in range(2):
+        stream = AbstractsStream("sample", split, tokenizer, n_tokens=16, limit=limit, rank=rank, world_size=2)
+        loader = DataLoader(stream, batch_size=3, num_workers=2, collate_fn=collate)
+        seen.append([text for batch in loader for text in batch["text"]])
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(full)
+    assert len(seen[0] + seen[1]) == len(full)
+
+
+def test_bad_records_are_skipped_and_counted(tmp_path, tokenizer):
+    good = "A long enough abstract about the compression of prompts into memory slots for decoders."
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                json.dumps({"abstract": good}).encode(),
+                b"{not json",
+                json.dumps({"title": "no abstract"}).encode(),
+                json.dumps({"abstract": "   "}).encode(),
+                b'{"abstract": "\xff\xfe bad bytes"}',
+                json.dumps({"abstract": good + " Second."}).encode(),
+            ]
+        )
+    )
+    skips = SkipLog()
+    texts = list(iter_texts(str(path), "abstract", skips))
+    assert len(texts) == 2
+    assert skips.counts == {"malformed JSON (Expecting property name enclosed in double quotes)": 1,
+                            "missing `abstract`": 1, "empty text": 1, "not UTF-8": 1}
+    assert f"{path}:2" in skips.summary() and f"{path}:5" in skips.summary()
+
+
+def test_parquet_csv_gz_and_directory_sources(tmp_path):
+    texts = [f"Abstract number {i} about transformers." for i in range(5)]
+    pq.write_table(pa.table({"abstract": texts}), tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("title,abstract\n" + "".join(f't,"{t}"\n' for t in texts))
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps({"abstract": t}) + "\n" for t in texts)
+    (tmp_path / "d.json").write_text(json.dumps([{"abstract": t} for t in texts]))
+    assert list(iter_texts(str(tmp_path), "abstract", SkipLog())) == texts * 4
+    assert list(iter_texts(str(tmp_path / "*.csv"), "abstract", SkipLog())) == texts
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        list(iter_texts(str(tmp_path / "missing.jsonl"), "abstract", SkipLog()))
+
+
+def test_datamodule_batches(tokenizer):
+    dm = ArxivAbstractsDataModule(tokenizer, n_tokens=10, batch_size=4, val_size=6)
+    batches = list(dm.val_dataloader())
+    assert [b["input_ids"].shape for b in batches] == [(4, 10), (2, 10)]
