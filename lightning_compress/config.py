@@ -155,22 +155,31 @@ def _parse_overrides(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
 
 
+def _file_layers(path: Path, seen: tuple = ()) -> list[dict]:
+    """The file's keys, preceded by those of the file named by its `base:` key (if any),
+    resolved relative to it: a run states only what differs from its base run."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `base` chain loops back to itself")
+    try:
+        user = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    except Exception as err:  # YAML syntax errors carry line numbers; keep them.
+        raise ConfigError(f"{path}: cannot parse YAML: {err}") from err
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    base = user.pop("base", None)
+    try:
+        _check_keys(user, ExperimentConfig, "")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    layers = _file_layers(path.parent / base, seen + (path.resolve(),)) if base else []
+    return layers + [user]
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
     """Read a YAML experiment file, apply `key=value` overrides, validate, return the config."""
-    layers = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            user = OmegaConf.to_container(OmegaConf.load(path)) or {}
-        except Exception as err:  # YAML syntax errors carry line numbers; keep them.
-            raise ConfigError(f"{path}: cannot parse YAML: {err}") from err
-        try:
-            _check_keys(user, ExperimentConfig, "")
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        layers.append(user)
+    layers = _file_layers(Path(path)) if path is not None else []
     extra = _parse_overrides(list(overrides))
     _check_keys(extra, ExperimentConfig, "")
     layers.append(extra)

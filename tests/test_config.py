@@ -72,3 +72,13 @@ def test_cli_reports_config_errors(capsys):
 def test_cli_check_config(capsys):
     assert main(["check-config", *map(str, EXPERIMENTS)]) == 0
     assert capsys.readouterr().out.count("ok") == len(EXPERIMENTS)
+
+
+def test_base_files_are_merged_under_the_run(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\ndata:\n  n_tokens: 20\n  batch_size: 3\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nname: b\ndata:\n  n_tokens: 40\n")
+    cfg = load_config(tmp_path / "b.yaml")
+    assert (cfg.name, cfg.data.n_tokens, cfg.data.batch_size) == ("b", 40, 3)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_config(tmp_path / "b.yaml")
