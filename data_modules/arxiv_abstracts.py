@@ -38,6 +38,7 @@ def split_of(text: str, val_per_mille: int, test_per_mille: int) -> str:
 class AbstractsStream(IterableDataset):
     """Yields {"input_ids": LongTensor[n], "text": str} for one split and one DDP rank.
 
+    With `repeat`, passes over the split follow each other without end (training).
     With `limit`, only the first `limit` usable texts of the split are used (the same set at
     every world size: all ranks tokenise candidates in order, then take their share)."""
 
@@ -54,12 +55,14 @@ class AbstractsStream(IterableDataset):
         rank=0,
         world_size=1,
         hub_split="train",
+        repeat=False,
     ):
         if split not in SPLITS:
             raise ValueError(f"split={split!r}; expected one of {SPLITS}")
         self.source, self.split, self.tokenizer, self.n_tokens = source, split, tokenizer, n_tokens
         self.text_field, self.val_per_mille, self.test_per_mille = text_field, val_per_mille, test_per_mille
         self.limit, self.rank, self.world_size, self.hub_split = limit, rank, world_size, hub_split
+        self.repeat = repeat
         self.skips = SkipLog()
 
     def _shard(self) -> tuple[int, int]:
@@ -80,6 +83,24 @@ class AbstractsStream(IterableDataset):
         return ids[: self.n_tokens]
 
     def __iter__(self):
+        if not self.repeat:
+            yield from self._one_pass()
+            return
+        # Training repeats the split forever and stops at trainer.max_steps: every DDP rank
+        # always has a next batch, so no rank waits at an epoch end that others never reach
+        # (shards may differ by a few examples, which would otherwise hang gradient sync).
+        while True:
+            produced = 0
+            for example in self._one_pass():
+                produced += 1
+                yield example
+            if not produced:
+                raise ValueError(
+                    f"the {self.split} split of data.source={self.source!r} gives this shard no text with at "
+                    f"least {self.n_tokens} tokens; {self.skips.summary()}"
+                )
+
+    def _one_pass(self):
         shard, shards = self._shard()
         self.skips = SkipLog()
         produced = 0
@@ -157,7 +178,7 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
-    def dataset(self, split: str, limit: int | None = None, rank: int | None = None, world_size: int | None = None):
+    def dataset(self, split: str, limit=None, rank=None, world_size=None, repeat=False):
         default_rank, default_world = self._rank_world()
         return AbstractsStream(
             self.source,
@@ -171,6 +192,7 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
             rank=default_rank if rank is None else rank,
             world_size=default_world if world_size is None else world_size,
             hub_split=self.hub_split,
+            repeat=repeat,
         )
 
     def _loader(self, dataset, batch_size: int) -> DataLoader:
@@ -183,7 +205,7 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self):
-        return self._loader(self.dataset("train"), self.batch_size)
+        return self._loader(self.dataset("train", repeat=True), self.batch_size)
 
     def val_dataloader(self):
         return self._loader(self.dataset("val", limit=self.val_size), self.batch_size)

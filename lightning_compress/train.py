@@ -21,12 +21,16 @@ from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
 from .backbone import load_backbone
 from .callbacks import LatentInterpolation, RegenerationSamples, markdown_table
 from .checkpoint_io import AtomicCheckpointIO
+from .config import ConfigError
 from .evaluate import COLUMNS, evaluate, format_row, write_results
 from .modules import PromptCompressor
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    max_steps = kwargs.get("max_steps")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ConfigError(f"trainer.max_steps must be a positive integer (the training stream repeats), got {max_steps!r}")
     if "precision" not in kwargs:
         # bf16-mixed where the hardware has it, as the papers train; fp32 on CPU.
         kwargs["precision"] = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"

@@ -82,3 +82,11 @@ def test_base_files_are_merged_under_the_run(tmp_path):
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     with pytest.raises(ConfigError, match="loops"):
         load_config(tmp_path / "b.yaml")
+
+
+def test_training_needs_max_steps():
+    from lightning_compress.train import trainer_kwargs
+
+    with pytest.raises(ConfigError, match="trainer.max_steps"):
+        trainer_kwargs(load_config(None, ["trainer.max_steps=-1"]))
+    assert trainer_kwargs(load_config(EXPERIMENTS[0]))["max_steps"] > 0

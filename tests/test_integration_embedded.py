@@ -1,6 +1,7 @@
 """End to end with the real embedded decoder (SmolLM2-135M-Instruct): slow."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,11 @@ from lightning_compress.cli import main
 from lightning_compress.config import load_config
 from lightning_compress.modules import PromptCompressor
 
+from helpers import overfit_until_exact
+
 pytestmark = pytest.mark.slow
+
+AOC_YAML = str(Path(__file__).resolve().parent.parent / "experiments" / "aoc.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +28,13 @@ def test_overfit_one_prompt_with_the_real_decoder(embedded):
     module = PromptCompressor(load_config(None, ["data.n_tokens=16", "model.memory_tokens=2"]), embedded)
     text = "We propose a method that compresses long prompts into a handful of memory tokens for frozen language models."
     ids = torch.tensor([embedded.tokenizer(text, add_special_tokens=False).input_ids[:16]])
-    reference = module.decode(ids.tolist())[0]
-    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
-    out = None
-    for step in range(1, 61):
-        loss, _ = module._loss(ids)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 5 == 0:
-            out = module.regenerate(ids)[0]
-            if out == reference:
-                break
+    out, reference, _ = overfit_until_exact(module, ids, lr=1e-3, max_steps=60, check_every=5)
     assert out == reference
 
 
 def test_train_checkpoint_reload_and_eval_through_the_cli(tmp_path, capsys):
     code = main([
-        "train", "experiments/aoc.yaml", f"output_dir={tmp_path}", "name=it", "trainer.max_steps=4",
+        "train", AOC_YAML, f"output_dir={tmp_path}", "name=it", "trainer.max_steps=4",
         "trainer.val_check_interval=2", "data.n_tokens=16", "data.val_size=4", "eval.num_samples=4",
         "eval.batch_size=4", "callbacks.num_samples=2",
     ])

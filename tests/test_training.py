@@ -9,6 +9,8 @@ from lightning_compress.checkpoint_io import AtomicCheckpointIO
 from lightning_compress.modules import PromptCompressor
 from lightning_compress.modules.prompt_compressor import CheckpointMismatch
 
+from helpers import overfit_until_exact
+
 
 def _fit(module, cfg, tmp_path, steps=3):
     datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, module.tokenizer)
@@ -39,18 +41,7 @@ def test_decoder_frozen_and_encoder_learns(tiny_backbone, tiny_config, tmp_path,
 def test_overfit_one_prompt_regenerates_exactly(tiny_backbone, tiny_config, sample_ids):
     cfg = tiny_config("model.encoder.name=mlp_free", "model.memory_tokens=4")
     module = PromptCompressor(cfg, tiny_backbone)
-    reference = module.decode(sample_ids.tolist())[0]
-    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=3e-3)
-    regenerated = None
-    for step in range(1, 401):
-        loss, _ = module._loss(sample_ids)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 20 == 0:
-            regenerated = module.regenerate(sample_ids)[0]
-            if regenerated == reference:
-                break
+    regenerated, reference, step = overfit_until_exact(module, sample_ids, lr=3e-3, max_steps=400, check_every=20)
     assert regenerated == reference, f"after {step} steps: {regenerated!r} != {reference!r}"
 
 
