@@ -54,6 +54,8 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     memory_tokens: int = 4
     position_layout: str = "consistent"
+    # The encoder reads [BOS] + prompt (the start its pretrained blocks were trained on).
+    encoder_bos: bool = True
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 30

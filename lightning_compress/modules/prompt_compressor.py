@@ -50,7 +50,7 @@ class PromptCompressor(pl.LightningModule):
         self.n_tokens, self.memory_tokens = cfg.data.n_tokens, cfg.model.memory_tokens
         self.max_new_tokens = cfg.model.max_new_tokens or self.n_tokens + 8
         context = getattr(self.decoder.config, "max_position_embeddings", None)
-        needed = self.memory_tokens + max(self.n_tokens + 1, self.max_new_tokens)
+        needed = self.memory_tokens + max(self.n_tokens + 1, self.max_new_tokens) + 1
         if context is not None and needed > context:
             raise ValueError(
                 f"data.n_tokens={self.n_tokens} with model.memory_tokens={self.memory_tokens} needs {needed} "
@@ -74,11 +74,17 @@ class PromptCompressor(pl.LightningModule):
         return self
 
     def compress(self, input_ids: torch.Tensor) -> MemoryKV:
+        """Memory KV of prompts [B, n]. With `model.encoder_bos` the encoder reads
+        [BOS] + prompt, the start its pretrained blocks expect (a Llama-3 tokenizer adds
+        it by default, as in the papers' encoders)."""
+        if self.cfg.model.encoder_bos:
+            bos = torch.full((input_ids.shape[0], 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
+            input_ids = torch.cat([bos, input_ids], dim=1)
         return self.encoder(input_ids)
 
     def _loss(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = input_ids.shape[0]
-        memory = self.encoder(input_ids)
+        memory = self.compress(input_ids)
         bos = torch.full((batch, 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
         eos = torch.full((batch, 1), self.target_eos_id, dtype=torch.long, device=input_ids.device)
         logits = decoder_logits(self.decoder, memory, torch.cat([bos, input_ids], dim=1))
@@ -116,7 +122,7 @@ class PromptCompressor(pl.LightningModule):
 
     @torch.no_grad()
     def regenerate(self, input_ids: torch.Tensor) -> list[str]:
-        return self.regenerate_memory(self.encoder(input_ids))
+        return self.regenerate_memory(self.compress(input_ids))
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
