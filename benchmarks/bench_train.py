@@ -48,7 +48,7 @@ def bare_loop(module: PromptCompressor, batches, warmup: int) -> float:
     for index, batch in enumerate(batches):
         if index == warmup:
             start = time.perf_counter()
-        loss, _ = module._loss(batch["input_ids"])
+        loss, _ = module.loss_and_accuracy(batch["input_ids"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError, _check_keys, ExperimentConfig, _parse_overrides, load_config
+from .config import ConfigError, load_config, parse_overrides
 
 
 def _train(args) -> int:
@@ -32,8 +32,7 @@ def _eval(args) -> int:
     from .evaluate import COLUMNS, evaluate, format_row, write_results
     from .modules import PromptCompressor
 
-    overrides = _parse_overrides(args.overrides)
-    _check_keys(overrides, ExperimentConfig, "")
+    overrides = parse_overrides(args.overrides)
     module = PromptCompressor.load_checkpoint(args.checkpoint, overrides)
     if torch.cuda.is_available():
         module.cuda()

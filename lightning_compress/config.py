@@ -150,11 +150,14 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val, test or all")
 
 
-def _parse_overrides(overrides: list[str]) -> dict:
+def parse_overrides(overrides: list[str]) -> dict:
+    """`key=value` strings -> a nested dict whose keys are checked against the schema."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-    return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+    nested = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+    _check_keys(nested, ExperimentConfig, "")
+    return nested
 
 
 def _file_layers(path: Path, seen: tuple = ()) -> list[dict]:
@@ -182,9 +185,7 @@ def _file_layers(path: Path, seen: tuple = ()) -> list[dict]:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
     """Read a YAML experiment file, apply `key=value` overrides, validate, return the config."""
     layers = _file_layers(Path(path)) if path is not None else []
-    extra = _parse_overrides(list(overrides))
-    _check_keys(extra, ExperimentConfig, "")
-    layers.append(extra)
+    layers.append(parse_overrides(list(overrides)))
     cfg = OmegaConf.structured(ExperimentConfig)
     try:
         cfg = OmegaConf.merge(cfg, *layers)

@@ -34,7 +34,7 @@ def evaluate(module, datamodule, split: str = "test", num_samples: int = 64, bat
     def flush():
         nonlocal correct, total
         ids = torch.stack([e["input_ids"] for e in batch]).to(module.device)
-        _, accuracy = module._loss(ids)
+        _, accuracy = module.loss_and_accuracy(ids)
         correct += float(accuracy) * ids.numel()
         total += ids.numel()
         references.extend(module.decode(ids.tolist()))

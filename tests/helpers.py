@@ -10,7 +10,7 @@ def overfit_until_exact(module, ids: torch.Tensor, lr: float, max_steps: int, ch
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
     regenerated = None
     for step in range(1, max_steps + 1):
-        loss, _ = module._loss(ids)
+        loss, _ = module.loss_and_accuracy(ids)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

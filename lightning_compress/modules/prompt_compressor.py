@@ -82,7 +82,7 @@ class PromptCompressor(pl.LightningModule):
             input_ids = torch.cat([bos, input_ids], dim=1)
         return self.encoder(input_ids)
 
-    def _loss(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_accuracy(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = input_ids.shape[0]
         memory = self.compress(input_ids)
         bos = torch.full((batch, 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
@@ -94,7 +94,7 @@ class PromptCompressor(pl.LightningModule):
         return loss, accuracy
 
     def training_step(self, batch, batch_idx):
-        loss, accuracy = self._loss(batch["input_ids"])
+        loss, accuracy = self.loss_and_accuracy(batch["input_ids"])
         size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/token_accuracy", accuracy, batch_size=size)
@@ -102,7 +102,7 @@ class PromptCompressor(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         ids = batch["input_ids"]
-        loss, accuracy = self._loss(ids)
+        loss, accuracy = self.loss_and_accuracy(ids)
         size = ids.shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("val/token_accuracy", accuracy, batch_size=size, sync_dist=True)
