@@ -3,11 +3,14 @@
   lcompress train CONFIG [key=value ...]       train, then evaluate on the test split
   lcompress eval CHECKPOINT [key=value ...]    regenerate a held-out split and score it
   lcompress check-config CONFIG [CONFIG ...]   validate experiment files without loading models
+
+Errors in configs, paths and data print one line and exit 2; LCOMPRESS_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
+        if os.environ.get("LCOMPRESS_DEBUG"):
+            raise
         print(f"lcompress: error: {err}", file=sys.stderr)
         return 2
 

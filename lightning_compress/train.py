@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
+from data_modules.records import resolve_local
 
 from .backbone import load_backbone
 from .callbacks import LatentInterpolation, RegenerationSamples, markdown_table
@@ -38,6 +39,8 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
+    kwargs = trainer_kwargs(cfg)
+    resolve_local(cfg.data.source)  # a missing data path fails now, not after the decoder loads
     pl.seed_everything(cfg.seed, workers=True)
     backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
     module = PromptCompressor(cfg, backbone)
@@ -56,7 +59,7 @@ def train(cfg: DictConfig) -> dict:
     callbacks.append(RegenerationSamples(cfg.callbacks.num_samples))
     if cfg.callbacks.interpolation_points:
         callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
-    trainer = pl.Trainer(logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **trainer_kwargs(cfg))
+    trainer = pl.Trainer(logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **kwargs)
     trainer.fit(module, datamodule=datamodule)
     if not trainer.is_global_zero:
         return {}

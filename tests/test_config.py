@@ -90,3 +90,10 @@ def test_training_needs_max_steps():
     with pytest.raises(ConfigError, match="trainer.max_steps"):
         trainer_kwargs(load_config(None, ["trainer.max_steps=-1"]))
     assert trainer_kwargs(load_config(EXPERIMENTS[0]))["max_steps"] > 0
+
+
+def test_cli_missing_data_path_fails_before_any_model_loads(tmp_path, capsys):
+    code = main(["train", str(EXPERIMENTS[0]), f"data.source={tmp_path}/missing.jsonl", f"output_dir={tmp_path}/runs"])
+    assert code == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
