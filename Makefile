@@ -42,8 +42,8 @@ eval: ## evaluate a checkpoint: make eval CKPT=runs/aoc/version_0/checkpoints/be
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
 	$(LCOMPRESS) eval $(CKPT) $(ARGS)
 
-tensorboard: ## open the TensorBoard dashboard over runs/
-	$(VENV)/bin/tensorboard --logdir runs --bind_all
+tensorboard: ## TensorBoard over runs/ on localhost:6006; ARGS="--bind_all" to serve beyond localhost
+	$(VENV)/bin/tensorboard --logdir runs $(ARGS)
 
 bench-train: ## training throughput (Lightning vs bare loop) and batched vs single regeneration
 	$(PY) benchmarks/bench_train.py $(ARGS)
