@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
+from .atomic import atomic_torch_save
+
 
 @dataclass
 class MemoryKV:
@@ -58,7 +60,7 @@ class MemoryKV:
         )
 
     def save(self, path: str | Path) -> None:
-        torch.save({"keys": self.keys, "values": self.values}, path)
+        atomic_torch_save({"keys": [k.detach().cpu() for k in self.keys], "values": [v.detach().cpu() for v in self.values]}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "MemoryKV":

@@ -57,3 +57,11 @@ def test_interpolation_endpoints(tiny_backbone):
     mid = a.slerp(b, 0.5).keys[0]
     expected_norm = (a.keys[0].norm(dim=-1) + b.keys[0].norm(dim=-1)) / 2
     torch.testing.assert_close(mid.norm(dim=-1), expected_norm)
+
+
+def test_memory_save_and_load_round_trip(tmp_path):
+    memory = MemoryKV([torch.randn(2, 2, 3, 8) for _ in range(2)], [torch.randn(2, 2, 3, 8) for _ in range(2)])
+    memory.save(tmp_path / "memory.pt")
+    loaded = MemoryKV.load(tmp_path / "memory.pt")
+    assert all(torch.equal(a, b) for a, b in zip(memory.keys + memory.values, loaded.keys + loaded.values))
+    assert loaded.select([1]).batch_size == 1
