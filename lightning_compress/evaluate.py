@@ -34,11 +34,12 @@ def evaluate(module, datamodule, split: str = "test", num_samples: int = 64, bat
     def flush():
         nonlocal correct, total
         ids = torch.stack([e["input_ids"] for e in batch]).to(module.device)
-        _, accuracy = module.loss_and_accuracy(ids)
+        memory = module.compress(ids)
+        _, accuracy = module.loss_and_accuracy(ids, memory)
         correct += float(accuracy) * ids.numel()
         total += ids.numel()
         references.extend(module.decode(ids.tolist()))
-        candidates.extend(module.regenerate(ids))
+        candidates.extend(module.regenerate_memory(memory))
         batch.clear()
 
     with tqdm(total=num_samples, desc=f"regenerating {split}", unit="prompt") as bar:

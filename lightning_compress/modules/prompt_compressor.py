@@ -82,9 +82,10 @@ class PromptCompressor(pl.LightningModule):
             input_ids = torch.cat([bos, input_ids], dim=1)
         return self.encoder(input_ids)
 
-    def loss_and_accuracy(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_accuracy(self, input_ids: torch.Tensor, memory: MemoryKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced loss and token accuracy; pass `memory` to reuse an encoding."""
         batch = input_ids.shape[0]
-        memory = self.compress(input_ids)
+        memory = self.compress(input_ids) if memory is None else memory
         bos = torch.full((batch, 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
         eos = torch.full((batch, 1), self.target_eos_id, dtype=torch.long, device=input_ids.device)
         logits = decoder_logits(self.decoder, memory, torch.cat([bos, input_ids], dim=1))
@@ -102,12 +103,13 @@ class PromptCompressor(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         ids = batch["input_ids"]
-        loss, accuracy = self.loss_and_accuracy(ids)
+        memory = self.compress(ids)  # one encoding for both the loss and the regeneration
+        loss, accuracy = self.loss_and_accuracy(ids, memory)
         size = ids.shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("val/token_accuracy", accuracy, batch_size=size, sync_dist=True)
         references = self.decode(ids.tolist())
-        candidates = self.regenerate(ids)
+        candidates = self.regenerate_memory(memory)
         for name, fn in (("bleu", sentence_bleu4), ("exact_match", exact_match), ("prefix_match", prefix_match), ("rouge_l", rouge_l)):
             score = sum(fn(r, c) for r, c in zip(references, candidates)) / size
             self.log(f"val/{name}", score, batch_size=size, sync_dist=True)
