@@ -9,7 +9,7 @@ LCOMPRESS := $(VENV)/bin/lcompress
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all train-aoc eval tensorboard bench-train clean
+.PHONY: help setup test test-slow test-all train-aoc ablation eval tensorboard bench-train clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-all: ## every test
 
 train-aoc: ## train the MLP-free (AOC) encoder on arXiv abstracts; ARGS="key=value ..."
 	$(LCOMPRESS) train experiments/aoc.yaml $(ARGS)
+
+ablation: ## encoder x (n, m) grid -> runs/lora_ablation/results.md + figure; ARGS="key=value ..."
+	$(LCOMPRESS) ablation experiments/lora_ablation.yaml $(ARGS)
 
 eval: ## evaluate a checkpoint: make eval CKPT=runs/aoc/version_0/checkpoints/best.ckpt ARGS="..."
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }

@@ -216,3 +216,22 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
     def first_examples(self, split: str, count: int) -> list[dict]:
         """The first `count` usable examples of a split (fixed prompts for callbacks)."""
         return list(self.dataset(split, limit=count, rank=0, world_size=1))
+
+
+def probe_supply(source, tokenizer, n_tokens, text_field="abstract", val_per_mille=50, test_per_mille=50,
+                 hub_split="train", max_records=20000) -> dict:
+    """Count texts of at least `n_tokens` tokens per split, reading at most `max_records`
+    records, so a grid can refuse an n the data cannot supply before anything trains.
+    Returns {"train": k, "val": k, "test": k, "records": read, "complete": whole source read}."""
+    counts = {"train": 0, "val": 0, "test": 0}
+    skips = SkipLog()
+    read = 0
+    complete = True
+    for text in iter_texts(source, text_field, skips, hub_split):
+        if read >= max_records:
+            complete = False
+            break
+        read += 1
+        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= n_tokens:
+            counts[split_of(text, val_per_mille, test_per_mille)] += 1
+    return {**counts, "records": read, "complete": complete}

@@ -2,7 +2,8 @@
 
   lcompress train CONFIG [key=value ...]       train, then evaluate on the test split
   lcompress eval CHECKPOINT [key=value ...]    regenerate a held-out split and score it
-  lcompress check-config CONFIG [CONFIG ...]   validate experiment files without loading models
+  lcompress ablation GRID [key=value ...]      train + evaluate an encoder x (n, m) grid, one table
+  lcompress check-config CONFIG [CONFIG ...]   validate experiment and grid files without loading models
 
 Errors in configs, paths and data print one line and exit 2; LCOMPRESS_DEBUG=1 shows the traceback.
 """
@@ -49,10 +50,23 @@ def _eval(args) -> int:
     return 0
 
 
+def _ablation(args) -> int:
+    from .ablation import run_grid
+
+    records = run_grid(args.grid, args.overrides)
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
 def _check(args) -> int:
+    from .ablation import is_grid_file, load_grid
+
     for path in args.configs:
-        load_config(path)
-        print(f"ok  {path}")
+        if is_grid_file(path):
+            _, cells = load_grid(path)
+            print(f"ok  {path} (grid of {len(cells)} cells)")
+        else:
+            load_config(path)
+            print(f"ok  {path}")
     return 0
 
 
@@ -68,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--out", help="results folder (default: the run's eval_<split>/)")
     p.set_defaults(run=_eval)
+    p = sub.add_parser("ablation", help="train and evaluate a grid of encoders x (n, m) pairs")
+    p.add_argument("grid", help="grid YAML, e.g. experiments/lora_ablation.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every cell's run config")
+    p.set_defaults(run=_ablation)
     p = sub.add_parser("check-config", help="validate experiment YAML files")
     p.add_argument("configs", nargs="+")
     p.set_defaults(run=_check)

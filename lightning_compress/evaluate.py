@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write_text
 from .callbacks import markdown_table
 from .metrics import regeneration_metrics
 
@@ -72,12 +73,6 @@ def evaluate(module, datamodule, split: str = "test", num_samples: int = 64, bat
     return {"metrics": row, "samples": samples}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def format_row(row: dict) -> list:
     return [f"{row[c]:.4f}" if isinstance(row[c], float) else row[c] for c in COLUMNS]
 
@@ -86,13 +81,13 @@ def write_results(folder: str | os.PathLike, results: dict) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     row = results["metrics"]
-    _atomic_write(folder / "metrics.json", json.dumps(row, indent=2) + "\n")
+    atomic_write_text(folder / "metrics.json", json.dumps(row, indent=2) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerow(row)
-    _atomic_write(folder / "metrics.csv", buffer.getvalue())
-    _atomic_write(folder / "metrics.md", markdown_table(COLUMNS, [format_row(row)]) + "\n")
+    atomic_write_text(folder / "metrics.csv", buffer.getvalue())
+    atomic_write_text(folder / "metrics.md", markdown_table(COLUMNS, [format_row(row)]) + "\n")
     lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in results["samples"])
-    _atomic_write(folder / "regenerations.jsonl", lines)
+    atomic_write_text(folder / "regenerations.jsonl", lines)
     return folder

@@ -2,10 +2,13 @@ from pathlib import Path
 
 import pytest
 
+from lightning_compress.ablation import is_grid_file, load_grid
 from lightning_compress.cli import main
 from lightning_compress.config import ConfigError, load_config
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").rglob("*.yaml"))
+ALL_YAML = sorted((Path(__file__).resolve().parent.parent / "experiments").rglob("*.yaml"))
+EXPERIMENTS = [p for p in ALL_YAML if not is_grid_file(p)]
+GRIDS = [p for p in ALL_YAML if is_grid_file(p)]
 
 
 def test_experiments_exist():
@@ -18,6 +21,13 @@ def test_every_experiment_validates_without_loading_a_model(path):
     assert cfg.data.n_tokens >= 1 and cfg.model.memory_tokens >= 1
     # The file documents how to run it.
     assert "lcompress" in path.read_text() or "make " in path.read_text()
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
+def test_every_grid_validates_without_loading_a_model(path):
+    grid, cells = load_grid(path)
+    assert len(cells) == len(grid.encoders) * len(grid.pairs)
+    assert "lcompress ablation" in path.read_text() or "make ablation" in path.read_text()
 
 
 def test_overrides_apply():
