@@ -7,11 +7,16 @@ Texts with fewer than n tokens are skipped and counted, never padded into the me
 Sharding: an example goes to shard `index % (world_size * num_workers)` where index counts
 the split's records in file order, and shard = rank * num_workers + worker id. Shards are
 disjoint and together cover the split; each rank sees every example once per epoch.
+
+Resume: the training loader is stateful. Its state is the number of batches the trainer has
+consumed; a resumed loader makes each worker skip exactly the examples it had already
+batched, so training continues the same order with nothing repeated or skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 
 import lightning.pytorch as pl
@@ -64,11 +69,21 @@ class AbstractsStream(IterableDataset):
         self.limit, self.rank, self.world_size, self.hub_split = limit, rank, world_size, hub_split
         self.repeat = repeat
         self.skips = SkipLog()
+        # Examples this shard already delivered before a resume (set by ResumableLoader).
+        self.resume_skip = 0
 
-    def _shard(self) -> tuple[int, int]:
+    def _worker_role(self) -> tuple[int, int]:
+        """(workers, the worker slot this process plays). The DataLoader takes batch i from
+        worker i % workers; after a resume at batch k the new worker 0 must play the slot
+        that produced batch k, so slots rotate by k."""
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        return self.rank * workers + worker, self.world_size * workers
+        batches = self.resume_skip[0] if self.resume_skip else 0
+        return workers, (worker + batches) % workers
+
+    def _shard(self) -> tuple[int, int]:
+        workers, role = self._worker_role()
+        return self.rank * workers + role, self.world_size * workers
 
     def _split_texts(self):
         for text in iter_texts(self.source, self.text_field, self.skips, self.hub_split):
@@ -83,6 +98,19 @@ class AbstractsStream(IterableDataset):
         return ids[: self.n_tokens]
 
     def __iter__(self):
+        return itertools.islice(self._examples(), self._skip_for_this_worker(), None)
+
+    def _skip_for_this_worker(self) -> int:
+        """Examples this worker's slot had batched before the resume point (resume_skip is
+        (batches consumed, batch size)): slot r produced batches r, r + workers, ... < k."""
+        if not self.resume_skip:
+            return 0
+        batches, batch_size = self.resume_skip
+        workers, role = self._worker_role()
+        own_batches = (batches - role + workers - 1) // workers if batches > role else 0
+        return own_batches * batch_size
+
+    def _examples(self):
         if not self.repeat:
             yield from self._one_pass()
             return
@@ -126,6 +154,39 @@ class AbstractsStream(IterableDataset):
                 usable += 1
         if shard == 0 and self.skips.total:
             log.warning("%s split (shard 0 of %d): %d examples; %s", self.split, shards, produced, self.skips.summary())
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader with Lightning's `state_dict`/`load_state_dict` protocol.
+
+    `consumed` returns how many batches the trainer has taken (Lightning's own count, which
+    excludes the batch its fetcher pre-fetched); the layout (world size, workers, batch size)
+    must match on resume, since it decides which example each rank and worker holds."""
+
+    def __init__(self, dataset, consumed, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self._consumed = consumed
+        self._resume_batches = 0
+
+    def _layout(self) -> dict:
+        return {"world_size": self.dataset.world_size, "num_workers": self.num_workers, "batch_size": self.batch_size}
+
+    def state_dict(self) -> dict:
+        return {"batches": int(self._consumed()), **self._layout()}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = {k: state.get(k) for k in self._layout()}
+        if saved != self._layout():
+            raise ValueError(
+                f"cannot continue the checkpoint's data order: it was written with {saved}, this run has "
+                f"{self._layout()}; resume with the same world size, data.num_workers and micro-batch size"
+            )
+        self._resume_batches = int(state["batches"])
+
+    def __iter__(self):
+        self.dataset.resume_skip = (self._resume_batches, self.batch_size) if self._resume_batches else 0
+        self._resume_batches = 0  # only the first pass after a resume skips
+        return super().__iter__()
 
 
 def collate(batch: list[dict]) -> dict:
@@ -196,16 +257,16 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, dataset, batch_size: int) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            collate_fn=collate,
-            num_workers=self.num_workers,
-            persistent_workers=False,
-        )
+        return DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=self.num_workers)
+
+    def _consumed_batches(self) -> int:
+        return self.trainer.fit_loop.epoch_loop.batch_progress.total.processed
 
     def train_dataloader(self):
-        return self._loader(self.dataset("train", repeat=True), self.batch_size)
+        dataset = self.dataset("train", repeat=True)
+        return ResumableLoader(
+            dataset, self._consumed_batches, batch_size=self.batch_size, collate_fn=collate, num_workers=self.num_workers
+        )
 
     def val_dataloader(self):
         return self._loader(self.dataset("val", limit=self.val_size), self.batch_size)

@@ -76,7 +76,10 @@ class DataConfig:
     val_per_mille: int = 50
     test_per_mille: int = 50
     val_size: int = 32
+    # Global batch: prompts per optimiser step over all devices and nodes.
     batch_size: int = 8
+    # Prompts per forward pass on one device; 0 = batch_size / world size (no accumulation).
+    micro_batch_size: int = 0
     num_workers: int = 0
 
 
@@ -106,6 +109,11 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     callbacks: CallbackConfig = field(default_factory=CallbackConfig)
+    # false | true (the latest run of this name; error if none) | auto (resume if there is
+    # one, else start) | path/to/checkpoint.ckpt
+    resume: Any = False
+    # Also write last.ckpt every this many optimiser steps (0: at each validation only).
+    checkpoint_every_n_steps: int = 0
     # Keyword arguments of lightning.Trainer, validated against its signature.
     trainer: dict = field(default_factory=dict)
 
@@ -130,8 +138,13 @@ def _check_trainer_keys(trainer: Any) -> None:
         raise ConfigError("`trainer` must be a mapping of lightning.Trainer arguments")
     from lightning.pytorch import Trainer
 
-    valid = set(inspect.signature(Trainer.__init__).parameters) - {"self", "callbacks", "logger", "plugins"}
+    valid = set(inspect.signature(Trainer.__init__).parameters) - {"self", "callbacks", "logger", "plugins", "default_root_dir"}
     for key in trainer:
+        if key == "accumulate_grad_batches":
+            raise ConfigError(
+                "trainer.accumulate_grad_batches is derived: set the global data.batch_size and the per-device "
+                "data.micro_batch_size, and accumulation follows from the world size"
+            )
         if key not in valid:
             raise ConfigError(f"unknown config key `trainer.{key}`; lightning.Trainer accepts: {', '.join(sorted(valid))}")
 
@@ -146,6 +159,10 @@ def _check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
     if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:
         raise ConfigError("data.val_per_mille + data.test_per_mille must be below 1000")
+    if cfg.data.micro_batch_size < 0 or cfg.checkpoint_every_n_steps < 0:
+        raise ConfigError("data.micro_batch_size and checkpoint_every_n_steps must be >= 0")
+    if not (isinstance(cfg.resume, bool) or (isinstance(cfg.resume, str) and cfg.resume)):
+        raise ConfigError(f"resume={cfg.resume!r}; expected false, true, auto or a checkpoint path")
     if cfg.eval.split not in ("train", "val", "test", "all"):
         raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val, test or all")
 

@@ -3,7 +3,9 @@ then regenerate the held-out test split with it and print the metrics table.
 
 Launch on 1 node:  lcompress train experiments/aoc.yaml trainer.devices=8
 Launch on N nodes: torchrun/srun start the same command on every node with
-                   trainer.num_nodes=N; Lightning reads the rank from the environment.
+                   trainer.num_nodes=N; Lightning reads the rank from the environment
+                   (experiments/launch/ has the scripts).
+Resume:            the same command with resume=true (or auto, or a checkpoint path).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from .backbone import load_backbone
 from .callbacks import LatentInterpolation, RegenerationSamples, markdown_table
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError
+from .distributed import batch_plan, check_launcher
 from .evaluate import COLUMNS, evaluate, format_row, write_results
 from .modules import PromptCompressor
+from .run_dir import plan_run
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
@@ -38,9 +42,13 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
-def train(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
+    """Fit, keep the best checkpoint, evaluate it on rank 0. `callbacks` are added to the
+    Trainer's (for experiments that need to watch the run)."""
     kwargs = trainer_kwargs(cfg)
+    check_launcher(kwargs)
     resolve_local(cfg.data.source)  # a missing data path fails now, not after the decoder loads
+    version, resume_from = plan_run(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
     module = PromptCompressor(cfg, backbone)
@@ -50,17 +58,38 @@ def train(cfg: DictConfig) -> dict:
         f"{enc.parameter_count():,} parameters; decoder: {sum(p.numel() for p in module.decoder.parameters()):,} (frozen)"
     )
     datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, backbone.tokenizer)
-    logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, default_hp_metric=False)
+    logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1, save_last=True
     )
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), TQDMProgressBar(refresh_rate=1)]
-    callbacks.append(RegenerationSamples(cfg.callbacks.num_samples))
+    all_callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), TQDMProgressBar(refresh_rate=1)]
+    if cfg.checkpoint_every_n_steps:
+        # Only last.ckpt, often: what a killed or pre-empted run resumes from.
+        all_callbacks.append(
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
+                            every_n_train_steps=cfg.checkpoint_every_n_steps)
+        )
+    all_callbacks.append(RegenerationSamples(cfg.callbacks.num_samples))
     if cfg.callbacks.interpolation_points:
-        callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
-    trainer = pl.Trainer(logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **kwargs)
-    trainer.fit(module, datamodule=datamodule)
+        all_callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
+    all_callbacks += callbacks or []
+    trainer = pl.Trainer(
+        logger=logger, callbacks=all_callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=run_dir, **kwargs
+    )
+    micro, accumulate = batch_plan(cfg.data.batch_size, cfg.data.micro_batch_size, trainer.world_size)
+    trainer.accumulate_grad_batches = accumulate
+    datamodule.batch_size = micro
+    if isinstance(trainer.val_check_interval, int):
+        # Lightning counts val_check_interval in micro-batches; configs count optimiser steps,
+        # so validation keeps its place in the run when accumulation changes.
+        trainer.val_check_interval *= accumulate
+    if trainer.is_global_zero:
+        print(
+            f"global batch {cfg.data.batch_size} = {micro} per device x {trainer.world_size} processes x {accumulate} "
+            f"accumulated" + (f"; resuming from {resume_from}" if resume_from else "")
+        )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
     best = checkpoint.best_model_path or checkpoint.last_model_path
