@@ -63,7 +63,9 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1, save_last=True
     )
-    all_callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), TQDMProgressBar(refresh_rate=1)]
+    all_callbacks = [checkpoint, LearningRateMonitor(logging_interval="step")]
+    if kwargs.get("enable_progress_bar", True):
+        all_callbacks.append(TQDMProgressBar(refresh_rate=1))
     if cfg.checkpoint_every_n_steps:
         # Only last.ckpt, often: what a killed or pre-empted run resumes from.
         all_callbacks.append(
