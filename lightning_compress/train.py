@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
@@ -29,6 +30,11 @@ from .distributed import batch_plan, check_launcher
 from .evaluate import COLUMNS, evaluate, format_row, write_results
 from .modules import PromptCompressor
 from .run_dir import plan_run
+
+
+@rank_zero_only
+def rank_zero_print(*args) -> None:
+    print(*args)
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
@@ -53,7 +59,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
     module = PromptCompressor(cfg, backbone)
     enc = module.encoder
-    print(
+    rank_zero_print(
         f"encoder {cfg.model.encoder.name}: {enc.trainable_parameter_count():,} trainable of "
         f"{enc.parameter_count():,} parameters; decoder: {sum(p.numel() for p in module.decoder.parameters()):,} (frozen)"
     )
