@@ -26,7 +26,7 @@ from .backbone import load_backbone
 from .callbacks import LatentInterpolation, RegenerationSamples, markdown_table
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError
-from .distributed import batch_plan, check_launcher
+from .distributed import batch_plan, check_launcher, fsdp_strategy
 from .evaluate import COLUMNS, evaluate, format_row, write_results
 from .modules import PromptCompressor
 from .run_dir import plan_run
@@ -82,6 +82,8 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     if cfg.callbacks.interpolation_points:
         all_callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
     all_callbacks += callbacks or []
+    if kwargs.get("strategy") == "fsdp":
+        kwargs["strategy"] = fsdp_strategy(module.decoder, cfg.model.encoder.name)
     trainer = pl.Trainer(
         logger=logger, callbacks=all_callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=run_dir, **kwargs
     )

@@ -56,3 +56,18 @@ def test_several_nodes_without_a_launcher_is_refused():
     with pytest.raises(ConfigError, match="no torchrun or SLURM environment"):
         check_launcher({"devices": 8, "num_nodes": 4}, {})
     check_launcher({"devices": 2, "num_nodes": 1}, {})  # one node: Lightning starts the processes itself
+
+
+def test_fsdp_shards_decoder_blocks_and_refuses_lora(tiny_backbone_session):
+    from lightning.pytorch.strategies import FSDPStrategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from lightning_compress.distributed import fsdp_strategy
+
+    strategy = fsdp_strategy(tiny_backbone_session.decoder, "mlp_free")
+    assert isinstance(strategy, FSDPStrategy) and strategy.kwargs["use_orig_params"]
+    policy = strategy.kwargs["auto_wrap_policy"]
+    block = tiny_backbone_session.decoder.model.layers[0]
+    assert isinstance(block, LlamaDecoderLayer) and policy(block, recurse=False, nonwrapped_numel=0)
+    with pytest.raises(ConfigError, match="LoRA encoders share the decoder's weight storage"):
+        fsdp_strategy(tiny_backbone_session.decoder, "lora_mlp_free")
