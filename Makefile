@@ -7,9 +7,10 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 LCOMPRESS := $(VENV)/bin/lcompress
 ARGS ?=
+SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all train-aoc ablation eval tensorboard bench-train clean
+.PHONY: help setup test test-slow test-all train-aoc ablation eval tensorboard bench-train bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,8 +49,12 @@ eval: ## evaluate a checkpoint: make eval CKPT=runs/aoc/version_0/checkpoints/be
 tensorboard: ## TensorBoard over runs/ on localhost:6006; ARGS="--bind_all" to serve beyond localhost
 	$(VENV)/bin/tensorboard --logdir runs $(ARGS)
 
-bench-train: ## training throughput (Lightning vs bare loop) and batched vs single regeneration
+bench-train: ## Lightning vs bare loop, batched vs single regeneration, then bench-scale; ARGS / SCALE_ARGS
 	$(PY) benchmarks/bench_train.py $(ARGS)
+	$(PY) benchmarks/bench_scale.py $(SCALE_ARGS)
+
+bench-scale: ## throughput at 1 and 2 processes (DDP), model FLOP/s, MFU on GPUs; SCALE_ARGS="--processes 1 2 ..."
+	$(PY) benchmarks/bench_scale.py $(SCALE_ARGS)
 
 clean: ## remove runs and caches (not the venv)
 	rm -rf runs lightning_logs .pytest_cache
