@@ -268,6 +268,9 @@ def bleu_figure(rows: list[dict], title: str):
         if points:
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=encoder)
     axis.set_xscale("log", base=2)
+    ratios = sorted({r["ratio"] for r in rows})
+    axis.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    axis.minorticks_off()
     axis.set_xlabel("compression ratio n / m")
     axis.set_ylabel("BLEU-4 (test)")
     axis.set_title(title)
@@ -304,7 +307,8 @@ def run_grid(path: str | Path, overrides: list[str] | tuple = (), train_fn=None)
     rows = table_rows(records)
     grid_dir.mkdir(parents=True, exist_ok=True)
     write_table(grid_dir, rows)
-    figure = write_figure(grid_dir, rows, f"{grid.name}: {cells[0].config.decoder.source} decoder")
+    title = f"{grid.name}: {cells[0].config.decoder.source} decoder, {cells[0].config.trainer.max_steps} steps"
+    figure = write_figure(grid_dir, rows, title)
     print(markdown_table(TABLE_COLUMNS, [[f"{r[c]:.4f}" if isinstance(r[c], float) else r[c] for c in TABLE_COLUMNS] for r in rows]))
     failed = [r["cell"] for r in records if r["status"] == "failed"]
     print(f"table: {grid_dir / 'results.md'} (+ .csv)\nfigure: {figure}\nTensorBoard: tensorboard --logdir {grid.output_dir}")
