@@ -2,6 +2,8 @@
 
   lcompress train CONFIG [key=value ...]       train, then evaluate on the test split
   lcompress eval CHECKPOINT [key=value ...]    regenerate a held-out split and score it
+  lcompress compress IN OUT --model CKPT        lossless compression with a trained byte model
+  lcompress decompress IN OUT --model CKPT      ... and back, verified against the original's sha256
   lcompress ablation GRID [key=value ...]      train + evaluate an encoder x (n, m) grid, one table
   lcompress check-config CONFIG [CONFIG ...]   validate experiment and grid files without loading models
 
@@ -21,9 +23,35 @@ from .config import ConfigError, load_config, parse_overrides
 
 
 def _train(args) -> int:
-    from .train import train
+    cfg = load_config(args.config, args.overrides)
+    if cfg.task == "bytes":
+        from .bytes.train import train_bytes
 
-    train(load_config(args.config, args.overrides))
+        train_bytes(cfg)
+    else:
+        from .train import train
+
+        train(cfg)
+    return 0
+
+
+def _compress(args) -> int:
+    from .bytes.api import compress_file, load_byte_model
+
+    model = load_byte_model(args.model)
+    stats = compress_file(args.input, args.output, model, batch=args.batch, chunk_bytes=args.chunk_bytes)
+    raw, packed = stats["raw_bytes"], stats["compressed_bytes"]
+    print(f"{args.input}: {raw:,} -> {packed:,} bytes ({packed / max(raw, 1):.4f}), model bound {stats['bound_bytes']:,.0f} "
+          f"bytes, {raw / 1024 / stats['seconds']:.1f} KB/s -> {args.output}")
+    return 0
+
+
+def _decompress(args) -> int:
+    from .bytes.api import decompress_file, load_byte_model
+
+    model = load_byte_model(args.model)
+    size = decompress_file(args.input, args.output, model)
+    print(f"{args.input} -> {args.output}: {size:,} bytes, sha256 verified")
     return 0
 
 
@@ -82,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--out", help="results folder (default: the run's eval_<split>/)")
     p.set_defaults(run=_eval)
+    p = sub.add_parser("compress", help="compress a file with a trained byte model (arithmetic coding)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--model", required=True, help="ByteLM checkpoint (make train-bytes)")
+    p.add_argument("--batch", type=int, default=64, help="chunks coded in parallel (recorded in the file)")
+    p.add_argument("--chunk-bytes", type=int, default=None, help="default: the model's context (2048)")
+    p.set_defaults(run=_compress)
+    p = sub.add_parser("decompress", help="restore a file written by `lcompress compress`")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--model", required=True, help="the ByteLM checkpoint it was compressed with")
+    p.set_defaults(run=_decompress)
     p = sub.add_parser("ablation", help="train and evaluate a grid of encoders x (n, m) pairs")
     p.add_argument("grid", help="grid YAML, e.g. experiments/lora_ablation.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every cell's run config")

@@ -101,6 +101,8 @@ class CallbackConfig:
 
 @dataclass
 class ExperimentConfig:
+    # Which experiment family this file configures: prompt (compression into memory KV) or bytes.
+    task: str = "prompt"
     name: str = "aoc"
     seed: int = 0
     output_dir: str = "runs"
@@ -118,6 +120,66 @@ class ExperimentConfig:
     trainer: dict = field(default_factory=dict)
 
 
+@dataclass
+class ByteDataConfig:
+    # Each a path, a directory, a glob or a list of them; a modality left empty is not used.
+    text: Any = None
+    images: Any = None
+    audio: Any = None
+    chunk_bytes: int = 2048
+    # Mixing weight of each modality in training (missing: 1).
+    weights: dict = field(default_factory=dict)
+    # Global batch of chunks per optimiser step; micro_batch_size as for prompts.
+    batch_size: int = 8
+    micro_batch_size: int = 0
+    # Held-out chunks per modality scored at each validation.
+    val_chunks: int = 16
+    # Per-mille of files (by name hash) held out per modality; a single file: its tail.
+    heldout_per_mille: int = 100
+    # JSON Lines field read as text.
+    text_field: str = "text"
+    # gray | rgb; patch [h, w] in pixels.
+    image_mode: str = "gray"
+    image_patch: list = field(default_factory=lambda: [32, 64])
+    # 16 (int16 little-endian) or 8 (unsigned, DeepMind's audio bytes).
+    audio_bits: int = 16
+    num_workers: int = 0
+
+
+@dataclass
+class ByteModelConfig:
+    # tiny | small | base | large (see lightning_compress/bytes/model.py SIZES).
+    size: str = "small"
+    lr: float = 1.0e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+
+
+@dataclass
+class CodecBenchConfig:
+    # Chunks coded together by the byte model (one batch of the coder).
+    batch: int = 64
+    # Held-out bytes per modality in the benchmark (files taken whole until this is reached).
+    max_bytes: int = 262144
+
+
+@dataclass
+class ByteExperimentConfig:
+    task: str = "bytes"
+    name: str = "bytes"
+    seed: int = 0
+    output_dir: str = "runs"
+    data: ByteDataConfig = field(default_factory=ByteDataConfig)
+    model: ByteModelConfig = field(default_factory=ByteModelConfig)
+    codecs: CodecBenchConfig = field(default_factory=CodecBenchConfig)
+    resume: Any = False
+    checkpoint_every_n_steps: int = 0
+    trainer: dict = field(default_factory=dict)
+
+
+SCHEMAS = {"prompt": ExperimentConfig, "bytes": ByteExperimentConfig}
+
+
 def _check_keys(user: Any, schema_cls: type, path: str) -> None:
     if not isinstance(user, dict):
         raise ConfigError(f"`{path}` must be a mapping, got {type(user).__name__}")
@@ -129,7 +191,7 @@ def _check_keys(user: Any, schema_cls: type, path: str) -> None:
         default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default):
             _check_keys(value, type(default), dotted)
-        elif key == "trainer" and schema_cls is ExperimentConfig:
+        elif key == "trainer" and schema_cls in SCHEMAS.values():
             _check_trainer_keys(value)
 
 
@@ -149,7 +211,38 @@ def _check_trainer_keys(trainer: Any) -> None:
             raise ConfigError(f"unknown config key `trainer.{key}`; lightning.Trainer accepts: {', '.join(sorted(valid))}")
 
 
+def _check_common(cfg: DictConfig) -> None:
+    if cfg.data.micro_batch_size < 0 or cfg.checkpoint_every_n_steps < 0:
+        raise ConfigError("data.micro_batch_size and checkpoint_every_n_steps must be >= 0")
+    if not (isinstance(cfg.resume, bool) or (isinstance(cfg.resume, str) and cfg.resume)):
+        raise ConfigError(f"resume={cfg.resume!r}; expected false, true, auto or a checkpoint path")
+    if cfg.data.batch_size < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+
+
+def _check_byte_values(cfg: DictConfig) -> None:
+    from .bytes.model import SIZES
+
+    _check_common(cfg)
+    if cfg.model.size not in SIZES:
+        raise ConfigError(f"model.size={cfg.model.size!r}; expected one of {sorted(SIZES)}")
+    if cfg.data.chunk_bytes < 1:
+        raise ConfigError(f"data.chunk_bytes must be >= 1, got {cfg.data.chunk_bytes}")
+    if not any(cfg.data[m] for m in ("text", "images", "audio")):
+        raise ConfigError("no data: set at least one of data.text, data.images, data.audio (a path, glob or list)")
+    unknown = set(cfg.data.weights) - {"text", "images", "audio"}
+    if unknown:
+        raise ConfigError(f"data.weights names {sorted(unknown)}; modalities are text, images, audio")
+    if cfg.data.image_mode not in ("gray", "rgb") or cfg.data.audio_bits not in (8, 16):
+        raise ConfigError("data.image_mode must be gray or rgb, data.audio_bits 8 or 16")
+    if len(cfg.data.image_patch) != 2 or min(cfg.data.image_patch) < 1:
+        raise ConfigError(f"data.image_patch={list(cfg.data.image_patch)}; expected [height, width] in pixels")
+
+
 def _check_values(cfg: DictConfig) -> None:
+    if cfg.task == "bytes":
+        return _check_byte_values(cfg)
+    _check_common(cfg)
     if cfg.model.encoder.name not in ENCODER_NAMES:
         raise ConfigError(f"model.encoder.name={cfg.model.encoder.name!r}; expected one of {ENCODER_NAMES}")
     if cfg.model.position_layout not in POSITION_LAYOUTS:
@@ -159,25 +252,30 @@ def _check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
     if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:
         raise ConfigError("data.val_per_mille + data.test_per_mille must be below 1000")
-    if cfg.data.micro_batch_size < 0 or cfg.checkpoint_every_n_steps < 0:
-        raise ConfigError("data.micro_batch_size and checkpoint_every_n_steps must be >= 0")
-    if not (isinstance(cfg.resume, bool) or (isinstance(cfg.resume, str) and cfg.resume)):
-        raise ConfigError(f"resume={cfg.resume!r}; expected false, true, auto or a checkpoint path")
     if cfg.eval.split not in ("train", "val", "test", "all"):
         raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val, test or all")
 
 
-def parse_overrides(overrides: list[str]) -> dict:
+def parse_overrides(overrides: list[str], schema: type = ExperimentConfig) -> dict:
     """`key=value` strings -> a nested dict whose keys are checked against the schema."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
     nested = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    _check_keys(nested, ExperimentConfig, "")
+    _check_keys(nested, schema, "")
     return nested
 
 
-def _file_layers(path: Path, seen: tuple = ()) -> list[dict]:
+def _schema(layers: list[tuple[str, dict]]) -> type:
+    task = "prompt"
+    for _, layer in layers:
+        task = layer.get("task", task)
+    if task not in SCHEMAS:
+        raise ConfigError(f"task={task!r}; expected one of {sorted(SCHEMAS)}")
+    return SCHEMAS[task]
+
+
+def _file_layers(path: Path, seen: tuple = ()) -> list[tuple[str, dict]]:
     """The file's keys, preceded by those of the file named by its `base:` key (if any),
     resolved relative to it: a run states only what differs from its base run."""
     if not path.is_file():
@@ -191,21 +289,26 @@ def _file_layers(path: Path, seen: tuple = ()) -> list[dict]:
     if not isinstance(user, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     base = user.pop("base", None)
-    try:
-        _check_keys(user, ExperimentConfig, "")
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
     layers = _file_layers(path.parent / base, seen + (path.resolve(),)) if base else []
-    return layers + [user]
+    return layers + [(str(path), user)]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
     """Read a YAML experiment file, apply `key=value` overrides, validate, return the config."""
     layers = _file_layers(Path(path)) if path is not None else []
-    layers.append(parse_overrides(list(overrides)))
-    cfg = OmegaConf.structured(ExperimentConfig)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    layers.append(("overrides", OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))))
+    schema = _schema(layers)
+    for where, layer in layers:
+        try:
+            _check_keys(layer, schema, "")
+        except ConfigError as err:
+            raise (ConfigError(f"{where}: {err}") if where != "overrides" else err) from None
+    cfg = OmegaConf.structured(schema)
     try:
-        cfg = OmegaConf.merge(cfg, *layers)
+        cfg = OmegaConf.merge(cfg, *(layer for _, layer in layers))
     except Exception as err:  # wrong value types, e.g. data.n_tokens=abc
         raise ConfigError(f"invalid config value: {err}") from None
     _check_values(cfg)

@@ -1,0 +1,1 @@
+"""Byte-level transformers as lossless compressors (arithmetic coding with constriction)."""
