@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all train-aoc ablation eval tensorboard bench-train bench-scale clean
+.PHONY: help setup test test-slow test-all train-aoc train-bytes bench-bytes ablation eval tensorboard bench-train bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,13 @@ test-all: ## every test
 
 train-aoc: ## train the MLP-free (AOC) encoder on arXiv abstracts; ARGS="key=value ..."
 	$(LCOMPRESS) train experiments/aoc.yaml $(ARGS)
+
+train-bytes: ## train the byte-level model (text + images + audio) for lossless compression; ARGS="key=value ..."
+	$(LCOMPRESS) train experiments/bytes.yaml $(ARGS)
+
+bench-bytes: ## byte model vs the classical codecs: make bench-bytes CKPT=runs/bytes/version_0/checkpoints/best.ckpt
+	@test -n "$(CKPT)" || { echo "usage: make bench-bytes CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
+	$(LCOMPRESS) bench-codecs --model $(CKPT) $(ARGS)
 
 ablation: ## encoder x (n, m) grid -> runs/lora_ablation/results.md + figure; ARGS="key=value ..."
 	$(LCOMPRESS) ablation experiments/lora_ablation.yaml $(ARGS)

@@ -4,6 +4,7 @@
   lcompress eval CHECKPOINT [key=value ...]    regenerate a held-out split and score it
   lcompress compress IN OUT --model CKPT        lossless compression with a trained byte model
   lcompress decompress IN OUT --model CKPT      ... and back, verified against the original's sha256
+  lcompress bench-codecs --model CKPT [key=value ...]   byte model vs the classical codecs
   lcompress ablation GRID [key=value ...]      train + evaluate an encoder x (n, m) grid, one table
   lcompress check-config CONFIG [CONFIG ...]   validate experiment and grid files without loading models
 
@@ -43,6 +44,13 @@ def _compress(args) -> int:
     raw, packed = stats["raw_bytes"], stats["compressed_bytes"]
     print(f"{args.input}: {raw:,} -> {packed:,} bytes ({packed / max(raw, 1):.4f}), model bound {stats['bound_bytes']:,.0f} "
           f"bytes, {raw / 1024 / stats['seconds']:.1f} KB/s -> {args.output}")
+    return 0
+
+
+def _bench_codecs(args) -> int:
+    from .bytes.bench import run_bench
+
+    run_bench(args.model, args.overrides, args.out)
     return 0
 
 
@@ -101,7 +109,7 @@ def _check(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lcompress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train a prompt compressor from an experiment YAML")
+    p = sub.add_parser("train", help="train from an experiment YAML (prompt compressor, or a byte model for task: bytes)")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.n_tokens=96")
     p.set_defaults(run=_train)
@@ -122,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--model", required=True, help="the ByteLM checkpoint it was compressed with")
     p.set_defaults(run=_decompress)
+    p = sub.add_parser("bench-codecs", help="byte model vs gzip/bzip2/xz/zstd/brotli/FLAC/PNG/JPEG-XL on held-out data")
+    p.add_argument("--model", required=True, help="ByteLM checkpoint")
+    p.add_argument("overrides", nargs="*", help="data.text=... data.images=... data.audio=... codecs.max_bytes=...")
+    p.add_argument("--out", help="report folder (default: the run's bench_codecs/)")
+    p.set_defaults(run=_bench_codecs)
     p = sub.add_parser("ablation", help="train and evaluate a grid of encoders x (n, m) pairs")
     p.add_argument("grid", help="grid YAML, e.g. experiments/lora_ablation.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every cell's run config")

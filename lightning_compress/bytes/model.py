@@ -42,7 +42,9 @@ def llama_config(size: str, context: int) -> LlamaConfig:
 
 class ByteLM(pl.LightningModule):
     def __init__(self, size: str = "small", context: int = 2048, lr: float = 1e-3, weight_decay: float = 0.01,
-                 warmup_steps: int = 100, max_steps: int = 1000):
+                 warmup_steps: int = 100, max_steps: int = 1000, config: dict | None = None):
+        """`config`: the run's experiment config, kept in the checkpoint so that
+        `lcompress bench-codecs` finds the same data and held-out split."""
         super().__init__()
         self.save_hyperparameters()
         self.net = LlamaForCausalLM(llama_config(size, context))

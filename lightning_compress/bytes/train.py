@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from data_modules.multimodal_bytes import MultimodalBytesDataModule
 
 from ..checkpoint_io import AtomicCheckpointIO
+from ..config import config_to_dict
 from ..distributed import batch_plan, check_launcher
 from ..run_dir import plan_run
 from ..train import _flat_hparams, rank_zero_print, trainer_kwargs
@@ -39,7 +40,8 @@ def train_bytes(cfg: DictConfig, callbacks: list | None = None) -> dict:
     version, resume_from = plan_run(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     m = cfg.model
-    model = ByteLM(m.size, cfg.data.chunk_bytes, m.lr, m.weight_decay, m.warmup_steps, kwargs["max_steps"])
+    model = ByteLM(m.size, cfg.data.chunk_bytes, m.lr, m.weight_decay, m.warmup_steps, kwargs["max_steps"],
+                   config=config_to_dict(cfg))
     modalities = ", ".join(f"{k} ({len(v)} files)" for k, v in datamodule.files.items())
     rank_zero_print(f"ByteLM {m.size}: {model.parameter_count():,} parameters; data: {modalities}")
     logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
