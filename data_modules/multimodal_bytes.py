@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import json
 import logging
 from pathlib import Path

@@ -18,7 +18,6 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 from .config import ConfigError, load_config, parse_overrides
 

@@ -48,6 +48,35 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
+def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks: list, datamodule, resume_from=None, refresh: int = 1):
+    """The Trainer every run uses: best (by `monitor`) and last checkpoints, optionally a
+    periodic last.ckpt, atomic checkpoint writes, and the global batch turned into a
+    per-device micro-batch (set on `datamodule`) plus gradient accumulation."""
+    run_dir = Path(logger.log_dir)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min", save_top_k=1, save_last=True)
+    all_callbacks = [best, LearningRateMonitor(logging_interval="step")]
+    if kwargs.get("enable_progress_bar", True):
+        all_callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+    if cfg.checkpoint_every_n_steps:
+        # Only last.ckpt, often: what a killed or pre-empted run resumes from.
+        all_callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
+                                             every_n_train_steps=cfg.checkpoint_every_n_steps))
+    trainer = pl.Trainer(logger=logger, callbacks=all_callbacks + callbacks, plugins=[AtomicCheckpointIO()],
+                         default_root_dir=run_dir, **kwargs)
+    micro, accumulate = batch_plan(cfg.data.batch_size, cfg.data.micro_batch_size, trainer.world_size)
+    trainer.accumulate_grad_batches = accumulate
+    datamodule.batch_size = micro
+    if isinstance(trainer.val_check_interval, int):
+        # Lightning counts val_check_interval in micro-batches; configs count optimiser steps,
+        # so validation keeps its place in the run when accumulation changes.
+        trainer.val_check_interval *= accumulate
+    rank_zero_print(
+        f"global batch {cfg.data.batch_size} = {micro} per device x {trainer.world_size} processes x {accumulate} "
+        f"accumulated" + (f"; resuming from {resume_from}" if resume_from else "")
+    )
+    return trainer, best
+
+
 def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     """Fit, keep the best checkpoint, evaluate it on rank 0. `callbacks` are added to the
     Trainer's (for experiments that need to watch the run)."""
@@ -66,39 +95,12 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, backbone.tokenizer)
     logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1, save_last=True
-    )
-    all_callbacks = [checkpoint, LearningRateMonitor(logging_interval="step")]
-    if kwargs.get("enable_progress_bar", True):
-        all_callbacks.append(TQDMProgressBar(refresh_rate=1))
-    if cfg.checkpoint_every_n_steps:
-        # Only last.ckpt, often: what a killed or pre-empted run resumes from.
-        all_callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
-                            every_n_train_steps=cfg.checkpoint_every_n_steps)
-        )
-    all_callbacks.append(RegenerationSamples(cfg.callbacks.num_samples))
+    callbacks = [RegenerationSamples(cfg.callbacks.num_samples)] + (callbacks or [])
     if cfg.callbacks.interpolation_points:
-        all_callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
-    all_callbacks += callbacks or []
+        callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
     if kwargs.get("strategy") == "fsdp":
         kwargs["strategy"] = fsdp_strategy(module.decoder, cfg.model.encoder.name)
-    trainer = pl.Trainer(
-        logger=logger, callbacks=all_callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=run_dir, **kwargs
-    )
-    micro, accumulate = batch_plan(cfg.data.batch_size, cfg.data.micro_batch_size, trainer.world_size)
-    trainer.accumulate_grad_batches = accumulate
-    datamodule.batch_size = micro
-    if isinstance(trainer.val_check_interval, int):
-        # Lightning counts val_check_interval in micro-batches; configs count optimiser steps,
-        # so validation keeps its place in the run when accumulation changes.
-        trainer.val_check_interval *= accumulate
-    if trainer.is_global_zero:
-        print(
-            f"global batch {cfg.data.batch_size} = {micro} per device x {trainer.world_size} processes x {accumulate} "
-            f"accumulated" + (f"; resuming from {resume_from}" if resume_from else "")
-        )
+    trainer, checkpoint = make_trainer(cfg, kwargs, logger, "val/loss", callbacks, datamodule, resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}

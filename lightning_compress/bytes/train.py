@@ -9,17 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from data_modules.multimodal_bytes import MultimodalBytesDataModule
 
-from ..checkpoint_io import AtomicCheckpointIO
 from ..config import config_to_dict
-from ..distributed import batch_plan, check_launcher
+from ..distributed import check_launcher
 from ..run_dir import plan_run
-from ..train import _flat_hparams, rank_zero_print, trainer_kwargs
+from ..train import _flat_hparams, make_trainer, rank_zero_print, trainer_kwargs
 from .model import ByteLM
 
 
@@ -46,21 +44,7 @@ def train_bytes(cfg: DictConfig, callbacks: list | None = None) -> dict:
     rank_zero_print(f"ByteLM {m.size}: {model.parameter_count():,} parameters; data: {modalities}")
     logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/bits_per_byte", mode="min",
-                           save_top_k=1, save_last=True)
-    all_callbacks = [best, LearningRateMonitor(logging_interval="step")]
-    if kwargs.get("enable_progress_bar", True):
-        all_callbacks.append(TQDMProgressBar(refresh_rate=10))
-    if cfg.checkpoint_every_n_steps:
-        all_callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
-                                             every_n_train_steps=cfg.checkpoint_every_n_steps))
-    all_callbacks += callbacks or []
-    trainer = pl.Trainer(logger=logger, callbacks=all_callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=run_dir, **kwargs)
-    micro, accumulate = batch_plan(cfg.data.batch_size, cfg.data.micro_batch_size, trainer.world_size)
-    trainer.accumulate_grad_batches = accumulate
-    datamodule.batch_size = micro
-    if isinstance(trainer.val_check_interval, int):
-        trainer.val_check_interval *= accumulate
+    trainer, best = make_trainer(cfg, kwargs, logger, "val/bits_per_byte", callbacks or [], datamodule, resume_from, refresh=10)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
