@@ -159,8 +159,8 @@ class ByteModelConfig:
 class CodecBenchConfig:
     # Chunks coded together by the byte model (one batch of the coder).
     batch: int = 64
-    # Held-out bytes per modality in the benchmark (files taken whole until this is reached).
-    max_bytes: int = 262144
+    # Held-out bytes per modality in the benchmark (files whole while they fit, the last cut).
+    max_bytes: int = 131072
 
 
 @dataclass

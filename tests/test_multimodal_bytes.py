@@ -91,3 +91,16 @@ def test_bad_data_settings_are_refused():
         MultimodalBytesDataModule(images="/no/such/dir")
     with pytest.raises(ValueError, match="data.weights names"):
         MultimodalBytesDataModule(text=ENWIK, weights={"video": 1})
+
+
+def test_bench_cuts_heldout_data_without_changing_its_layout():
+    from lightning_compress.bytes.bench import heldout_items
+
+    dm = MultimodalBytesDataModule(images=KODAK, audio=FSDD, chunk_bytes=2048)
+    (image,) = heldout_items(dm, "images", 60_000)
+    # Whole 32-row bands of 32 x 64 patches: 2 bands of a 768-wide image or 3 of a 512-wide one.
+    assert len(image["raw"]) == 49152 == image["pixels"].size
+    assert image["raw"] == image_bytes(image["path"], "gray", (32, 64))[: len(image["raw"])]
+    audio = heldout_items(dm, "audio", 20_000)
+    assert sum(len(i["raw"]) for i in audio) == 20_000
+    assert audio[0]["raw"] == audio_bytes(audio[0]["path"])

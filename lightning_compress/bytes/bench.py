@@ -49,21 +49,40 @@ def heldout_items(dm, modality: str, max_bytes: int) -> list[dict]:
         data = b"".join(source)[:max_bytes]
         return [{"raw": data}] if data else []
     for path in source.files:
-        if total >= max_bytes:
+        budget = max_bytes - total
+        if budget <= 0:
             break
-        item = {"raw": source.file_bytes(path), "path": str(path)}
+        # Files are taken whole while they fit; the last one is cut to the budget in its own
+        # units (image rows of whole patches, audio frames), so every codec sees the same data.
         if modality == "images":
             h, w = source.image_patch
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("L" if source.image_mode == "gray" else "RGB"), dtype=np.uint8)
-            item["pixels"] = pixels[: pixels.shape[0] // h * h, : pixels.shape[1] // w * w]
+            if pixels.ndim == 2:
+                pixels = pixels[..., None]
+            pixels = pixels[: pixels.shape[0] // h * h, : pixels.shape[1] // w * w]
+            band = h * pixels.shape[1] * pixels.shape[2]
+            pixels = pixels[: max(1, budget // band) * h]
+            tiles = pixels.reshape(pixels.shape[0] // h, h, pixels.shape[1] // w, w, -1).transpose(0, 2, 1, 3, 4)
+            item = {"raw": np.ascontiguousarray(tiles).tobytes(), "pixels": pixels}
         elif modality == "audio":
             samples, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
-            item["samples"], item["rate"] = samples, rate
+            samples = samples[: max(1, budget // (2 * samples.shape[1]))]
+            item = {"raw": source_audio(samples, source.audio_bits), "samples": samples, "rate": rate}
+        else:
+            item = {"raw": source.file_bytes(path)[:budget]}
+        item["path"] = str(path)
         if item["raw"]:
             items.append(item)
             total += len(item["raw"])
     return items
+
+
+def source_audio(samples: np.ndarray, bits: int) -> bytes:
+    """The data module's PCM layout (see data_modules.multimodal_bytes.audio_bytes)."""
+    if bits == 16:
+        return samples.astype("<i2").tobytes()
+    return ((samples.astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes()
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:
