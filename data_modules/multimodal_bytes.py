@@ -77,8 +77,8 @@ def text_bytes(path: Path, text_field: str = "text") -> bytes:
     return path.read_bytes()
 
 
-def image_bytes(path: Path, mode: str = "gray", patch: tuple[int, int] = (32, 64)) -> bytes:
-    """8-bit pixels of `path` as patches of h x w in raster order, each patch row-major."""
+def load_pixels(path: Path, mode: str = "gray", patch: tuple[int, int] = (32, 64)) -> np.ndarray:
+    """8-bit pixels [H, W, channels], cropped to whole patches."""
     from PIL import Image
 
     with Image.open(path) as image:
@@ -86,19 +86,36 @@ def image_bytes(path: Path, mode: str = "gray", patch: tuple[int, int] = (32, 64
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     h, w = patch
-    rows, cols = pixels.shape[0] // h, pixels.shape[1] // w
-    tiles = pixels[: rows * h, : cols * w].reshape(rows, h, cols, w, -1).transpose(0, 2, 1, 3, 4)
+    return pixels[: pixels.shape[0] // h * h, : pixels.shape[1] // w * w]
+
+
+def patch_bytes(pixels: np.ndarray, patch: tuple[int, int]) -> bytes:
+    """Cropped pixels as h x w patches in raster order, each patch row-major."""
+    h, w = patch
+    tiles = pixels.reshape(pixels.shape[0] // h, h, pixels.shape[1] // w, w, -1).transpose(0, 2, 1, 3, 4)
     return np.ascontiguousarray(tiles).tobytes()
 
 
-def audio_bytes(path: Path, bits: int = 16) -> bytes:
-    """PCM of `path`, channels interleaved: int16 little-endian, or unsigned 8-bit."""
-    import soundfile
+def image_bytes(path: Path, mode: str = "gray", patch: tuple[int, int] = (32, 64)) -> bytes:
+    return patch_bytes(load_pixels(path, mode, patch), patch)
 
-    samples, _ = soundfile.read(str(path), dtype="int16", always_2d=True)
+
+def pcm_bytes(samples: np.ndarray, bits: int = 16) -> bytes:
+    """int16 samples [frames, channels] interleaved: int16 little-endian, or unsigned 8-bit."""
     if bits == 16:
         return samples.astype("<i2").tobytes()
     return ((samples.astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes()
+
+
+def load_samples(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    samples, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+    return samples, rate
+
+
+def audio_bytes(path: Path, bits: int = 16) -> bytes:
+    return pcm_bytes(load_samples(path)[0], bits)
 
 
 def _heldout(path: Path, per_mille: int) -> bool:

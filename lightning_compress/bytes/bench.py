@@ -40,8 +40,7 @@ def bench_config(model, overrides: list[str]):
 
 def heldout_items(dm, modality: str, max_bytes: int) -> list[dict]:
     """[{raw, pixels | samples+rate | None}] of held-out data, up to max_bytes raw bytes."""
-    import soundfile
-    from PIL import Image
+    from data_modules.multimodal_bytes import load_pixels, load_samples, patch_bytes, pcm_bytes
 
     source = dm.chunks(modality, "heldout")
     items, total = [], 0
@@ -55,20 +54,16 @@ def heldout_items(dm, modality: str, max_bytes: int) -> list[dict]:
         # Files are taken whole while they fit; the last one is cut to the budget in its own
         # units (image rows of whole patches, audio frames), so every codec sees the same data.
         if modality == "images":
-            h, w = source.image_patch
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("L" if source.image_mode == "gray" else "RGB"), dtype=np.uint8)
-            if pixels.ndim == 2:
-                pixels = pixels[..., None]
-            pixels = pixels[: pixels.shape[0] // h * h, : pixels.shape[1] // w * w]
+            h = source.image_patch[0]
+            pixels = load_pixels(path, source.image_mode, source.image_patch)
             band = h * pixels.shape[1] * pixels.shape[2]
             pixels = pixels[: max(1, budget // band) * h]
-            tiles = pixels.reshape(pixels.shape[0] // h, h, pixels.shape[1] // w, w, -1).transpose(0, 2, 1, 3, 4)
-            item = {"raw": np.ascontiguousarray(tiles).tobytes(), "pixels": pixels}
+            item = {"raw": patch_bytes(pixels, source.image_patch), "pixels": pixels}
         elif modality == "audio":
-            samples, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
-            samples = samples[: max(1, budget // (2 * samples.shape[1]))]
-            item = {"raw": source_audio(samples, source.audio_bits), "samples": samples, "rate": rate}
+            samples, rate = load_samples(path)
+            frame_bytes = samples.shape[1] * (2 if source.audio_bits == 16 else 1)
+            samples = samples[: max(1, budget // frame_bytes)]
+            item = {"raw": pcm_bytes(samples, source.audio_bits), "samples": samples, "rate": rate}
         else:
             item = {"raw": source.file_bytes(path)[:budget]}
         item["path"] = str(path)
@@ -76,13 +71,6 @@ def heldout_items(dm, modality: str, max_bytes: int) -> list[dict]:
             items.append(item)
             total += len(item["raw"])
     return items
-
-
-def source_audio(samples: np.ndarray, bits: int) -> bytes:
-    """The data module's PCM layout (see data_modules.multimodal_bytes.audio_bytes)."""
-    if bits == 16:
-        return samples.astype("<i2").tobytes()
-    return ((samples.astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes()
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:
