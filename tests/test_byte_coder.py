@@ -25,11 +25,18 @@ def model():
     return _model()
 
 
+def _need_data():
+    if not os.path.isdir(DATA):
+        pytest.skip(f"sample data not found at {DATA}")
+
+
 def _kodak_crop() -> bytes:
+    _need_data()
     return image_bytes(os.path.join(DATA, "images", "kodak", "kodim03.png"), "gray", (16, 16))[:1500]
 
 
 def _audio_clip() -> bytes:
+    _need_data()
     return audio_bytes(os.path.join(DATA, "audio", "fsdd", "3_jackson_0.wav"))[:1500]
 
 

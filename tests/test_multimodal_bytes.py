@@ -11,6 +11,8 @@ from PIL import Image
 from data_modules.multimodal_bytes import MultimodalBytesDataModule, MixedByteStream, audio_bytes, image_bytes, text_bytes
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+# The project's sample sets live beside the checkout (../shared/data, as in CI).
+pytestmark = pytest.mark.skipif(not os.path.isdir(DATA), reason=f"sample data not found at {DATA}")
 KODAK = os.path.join(DATA, "images", "kodak")
 FSDD = os.path.join(DATA, "audio", "fsdd")
 SONIC = os.path.join(DATA, "audio", "sonic_pi")
