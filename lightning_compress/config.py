@@ -247,7 +247,7 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"model.encoder.name={cfg.model.encoder.name!r}; expected one of {ENCODER_NAMES}")
     if cfg.model.position_layout not in POSITION_LAYOUTS:
         raise ConfigError(f"model.position_layout={cfg.model.position_layout!r}; expected one of {POSITION_LAYOUTS}")
-    for key in ("model.memory_tokens", "data.n_tokens", "data.batch_size", "eval.batch_size"):
+    for key in ("model.memory_tokens", "data.n_tokens", "eval.batch_size"):  # data.batch_size: _check_common
         if OmegaConf.select(cfg, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
     if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:

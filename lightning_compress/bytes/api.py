@@ -68,9 +68,10 @@ def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, b
 
 def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source: str = "input") -> bytes:
     header, words = unpack(blob, source)
-    if header["model"] != model_hash(model):
+    identity = model_hash(model)
+    if header["model"] != identity:
         raise ContainerError(
-            f"{source} was compressed with byte model {header['model']}, not with this one ({model_hash(model)}): "
+            f"{source} was compressed with byte model {header['model']}, not with this one ({identity}): "
             "decompress with the same checkpoint"
         )
     device = next(model.parameters()).device

@@ -156,7 +156,7 @@ def bar_chart(rows: list[dict], title: str):
 def run_bench(checkpoint: str, overrides: list[str], out: str | None = None) -> list[dict]:
     from .train import byte_datamodule
 
-    model = load_byte_model(checkpoint, device="cpu")
+    model = load_byte_model(checkpoint)  # a GPU when there is one: the coding dominates the time
     cfg = bench_config(model, overrides)
     chunk = cfg.data.chunk_bytes
     if chunk > model.context:
