@@ -37,17 +37,17 @@ test-all: ## every test
 	$(PY) -m pytest -q
 
 train-aoc: ## train the MLP-free (AOC) encoder on arXiv abstracts; ARGS="key=value ..."
-	$(LCOMPRESS) train experiments/aoc.yaml $(ARGS)
+	$(LCOMPRESS) train experiments/prompt/aoc.yaml $(ARGS)
 
 train-bytes: ## train the byte-level model (text + images + audio) for lossless compression; ARGS="key=value ..."
-	$(LCOMPRESS) train experiments/bytes.yaml $(ARGS)
+	$(LCOMPRESS) train experiments/bytes/bytes.yaml $(ARGS)
 
 bench-bytes: ## byte model vs the classical codecs: make bench-bytes CKPT=runs/bytes/version_0/checkpoints/best.ckpt
 	@test -n "$(CKPT)" || { echo "usage: make bench-bytes CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
 	$(LCOMPRESS) bench-codecs --model $(CKPT) $(ARGS)
 
 ablation: ## encoder x (n, m) grid -> runs/lora_ablation/results.md + figure; ARGS="key=value ..."
-	$(LCOMPRESS) ablation experiments/lora_ablation.yaml $(ARGS)
+	$(LCOMPRESS) ablation experiments/prompt/lora_ablation.yaml $(ARGS)
 
 eval: ## evaluate a checkpoint: make eval CKPT=runs/aoc/version_0/checkpoints/best.ckpt ARGS="..."
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }

@@ -71,7 +71,7 @@ def worker(args) -> None:
     from data_modules.arxiv_abstracts import AbstractsStream, collate
     from lightning_compress.backbone import load_backbone, load_tokenizer
     from lightning_compress.config import load_config
-    from lightning_compress.modules import PromptCompressor
+    from lightning_compress.tasks.prompt.module import PromptCompressor
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_train import StepTimer
@@ -79,10 +79,10 @@ def worker(args) -> None:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     overrides = [f"data.n_tokens={args.n}", f"model.memory_tokens={args.m}", f"model.encoder.name={args.encoder}"]
     if args.decoder == "llama-1b-random":
-        cfg = load_config("experiments/aoc.yaml", ["decoder.source=embedded", *overrides])
+        cfg = load_config("experiments/prompt/aoc.yaml", ["decoder.source=embedded", *overrides])
         backbone = llama_1b_random(load_tokenizer("embedded"))
     else:
-        cfg = load_config("experiments/aoc.yaml", [f"decoder.source={args.decoder}", *overrides])
+        cfg = load_config("experiments/prompt/aoc.yaml", [f"decoder.source={args.decoder}", *overrides])
         backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
     micro = args.batch // world
     stream = AbstractsStream(cfg.data.source, "train", backbone.tokenizer, cfg.data.n_tokens, rank=rank, world_size=world, repeat=True)

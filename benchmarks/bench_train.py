@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from data_modules.arxiv_abstracts import AbstractsStream, collate
 from lightning_compress.backbone import load_backbone
 from lightning_compress.config import load_config
-from lightning_compress.modules import PromptCompressor
+from lightning_compress.tasks.prompt.module import PromptCompressor
 
 
 class StepTimer(pl.Callback):
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    cfg = load_config("experiments/aoc.yaml", [f"decoder.source={args.decoder}", *args.overrides])
+    cfg = load_config("experiments/prompt/aoc.yaml", [f"decoder.source={args.decoder}", *args.overrides])
     backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
     stream = AbstractsStream(cfg.data.source, "train", backbone.tokenizer, cfg.data.n_tokens)
     loader = DataLoader(stream, batch_size=cfg.data.batch_size, collate_fn=collate)

@@ -86,19 +86,3 @@ def check_launcher(trainer_kwargs: Mapping, env: Mapping | None = None) -> None:
             f"trainer.num_nodes={nodes} but no torchrun or SLURM environment was found: start the same command on "
             "every node with torchrun or srun (see experiments/launch/)"
         )
-
-
-def fsdp_strategy(decoder, encoder_name: str):
-    """FSDP that shards the frozen decoder layer by layer (one unit per decoder block, the
-    encoder's copied blocks included), for decoders that do not fit one GPU. Frozen and
-    trainable parameters share the root unit, which FSDP allows with use_orig_params.
-    Lightning runs FSDP on GPUs only."""
-    from lightning.pytorch.strategies import FSDPStrategy
-
-    if encoder_name.startswith("lora"):
-        raise ConfigError(
-            f"trainer.strategy=fsdp with model.encoder.name={encoder_name}: LoRA encoders share the decoder's weight "
-            "storage, which FSDP cannot shard into two units; use ddp, or the full / mlp_free encoders with fsdp"
-        )
-    block = type(decoder.model.layers[0])
-    return FSDPStrategy(auto_wrap_policy={block}, use_orig_params=True, state_dict_type="full")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several nodes: run this same line on every node, changing only NODE_RANK.
-#   NNODES=4 NODE_RANK=0 MASTER_ADDR=node0 GPUS=8 experiments/launch/torchrun_multi_node.sh experiments/aoc_paper.yaml
-#   NNODES=4 NODE_RANK=1 MASTER_ADDR=node0 GPUS=8 experiments/launch/torchrun_multi_node.sh experiments/aoc_paper.yaml
+#   NNODES=4 NODE_RANK=0 MASTER_ADDR=node0 GPUS=8 experiments/launch/torchrun_multi_node.sh experiments/prompt/aoc_paper.yaml
+#   NNODES=4 NODE_RANK=1 MASTER_ADDR=node0 GPUS=8 experiments/launch/torchrun_multi_node.sh experiments/prompt/aoc_paper.yaml
 #   ...
 # Every node must see the same output_dir (a shared filesystem): rank 0 writes logs and
 # checkpoints there and every rank reads the checkpoint back on resume.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One node, several GPUs (or CPU processes): DDP through torchrun.
-#   GPUS=8 experiments/launch/torchrun_single_node.sh experiments/aoc_paper.yaml [key=value ...]
-# On CPU:  GPUS=2 experiments/launch/torchrun_single_node.sh experiments/aoc.yaml trainer.accelerator=cpu
+#   GPUS=8 experiments/launch/torchrun_single_node.sh experiments/prompt/aoc_paper.yaml [key=value ...]
+# On CPU:  GPUS=2 experiments/launch/torchrun_single_node.sh experiments/prompt/aoc.yaml trainer.accelerator=cpu
 # data.batch_size stays the global batch: each of the GPUS processes gets batch_size / GPUS.
 # resume=auto: a run of the same name with a last.ckpt continues where it stopped.
 set -euo pipefail

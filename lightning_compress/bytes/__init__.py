@@ -1,1 +1,0 @@
-"""Byte-level transformers as lossless compressors (arithmetic coding with constriction)."""

@@ -1,3 +1,0 @@
-from .prompt_compressor import PromptCompressor
-
-__all__ = ["PromptCompressor"]

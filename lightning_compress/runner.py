@@ -1,0 +1,123 @@
+"""`lcompress train`: the fit sequence every Lightning task shares.
+
+    launcher check -> task preflight -> run folder -> seed -> task.build -> logger ->
+    trainer (global batch -> micro-batch x accumulation) -> fit -> rank 0: task.finish,
+    HParams with the final metrics
+
+Launch on 1 node:  lcompress train experiments/prompt/aoc.yaml trainer.devices=8
+Launch on N nodes: torchrun/srun start the same command on every node with
+                   trainer.num_nodes=N; Lightning reads the rank from the environment
+                   (experiments/launch/ has the scripts).
+Resume:            the same command with resume=true (or auto, or a checkpoint path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from .checkpoint_io import AtomicCheckpointIO
+from .config import ConfigError, flat_hparams
+from .distributed import batch_plan, check_launcher
+from .run_dir import plan_run
+from .task import get_task
+
+
+@dataclass
+class Build:
+    """What a task's `build(cfg, trainer_kwargs)` hands the runner."""
+
+    module: pl.LightningModule
+    datamodule: pl.LightningDataModule
+    # Validation metric that picks best.ckpt (lower is better).
+    monitor: str
+    callbacks: list = field(default_factory=list)
+    # Replaces trainer.strategy when set (e.g. an FSDP strategy that knows the model's blocks).
+    strategy: Any = None
+    # Progress bar refresh, in batches.
+    progress_refresh: int = 1
+
+
+@rank_zero_only
+def rank_zero_print(*args) -> None:
+    print(*args)
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    max_steps = kwargs.get("max_steps")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ConfigError(f"trainer.max_steps must be a positive integer (the training stream repeats), got {max_steps!r}")
+    if "precision" not in kwargs:
+        # bf16-mixed where the hardware has it, as the papers train; fp32 on CPU.
+        kwargs["precision"] = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    return kwargs
+
+
+def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks: list, datamodule, resume_from=None, refresh: int = 1):
+    """The Trainer every run uses: best (by `monitor`) and last checkpoints, optionally a
+    periodic last.ckpt, atomic checkpoint writes, and the global batch turned into a
+    per-device micro-batch (set on `datamodule`) plus gradient accumulation."""
+    run_dir = Path(logger.log_dir)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min", save_top_k=1, save_last=True)
+    all_callbacks = [best, LearningRateMonitor(logging_interval="step")]
+    if kwargs.get("enable_progress_bar", True):
+        all_callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+    if cfg.checkpoint_every_n_steps:
+        # Only last.ckpt, often: what a killed or pre-empted run resumes from.
+        all_callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
+                                             every_n_train_steps=cfg.checkpoint_every_n_steps))
+    trainer = pl.Trainer(logger=logger, callbacks=all_callbacks + callbacks, plugins=[AtomicCheckpointIO()],
+                         default_root_dir=run_dir, **kwargs)
+    micro, accumulate = batch_plan(cfg.data.batch_size, cfg.data.micro_batch_size, trainer.world_size)
+    trainer.accumulate_grad_batches = accumulate
+    datamodule.batch_size = micro
+    if isinstance(trainer.val_check_interval, int):
+        # Lightning counts val_check_interval in micro-batches; configs count optimiser steps,
+        # so validation keeps its place in the run when accumulation changes.
+        trainer.val_check_interval *= accumulate
+    rank_zero_print(
+        f"global batch {cfg.data.batch_size} = {micro} per device x {trainer.world_size} processes x {accumulate} "
+        f"accumulated" + (f"; resuming from {resume_from}" if resume_from else "")
+    )
+    return trainer, best
+
+
+def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
+    """Fit the task `cfg.task`, keep the best checkpoint, let the task finish on rank 0.
+    `callbacks` are added to the Trainer's (for experiments that watch the run). Returns
+    {"checkpoint", "run_dir", "metrics", ...} on rank 0, {} on the other ranks."""
+    task = get_task(cfg.task)
+    if task.build is None:
+        verbs = ", ".join(f"lcompress {v}" for v in task.verbs) or "its own commands"
+        raise ConfigError(f"task {task.name!r} is not trained with `lcompress train`; use {verbs}")
+    kwargs = trainer_kwargs(cfg)
+    check_launcher(kwargs)
+    if task.preflight is not None:
+        task.preflight(cfg)  # a missing data path fails now, not after a model loads
+    version, resume_from = plan_run(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    build = task.build(cfg, kwargs)
+    if build.strategy is not None:
+        kwargs["strategy"] = build.strategy
+    logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
+    trainer, best = make_trainer(cfg, kwargs, logger, build.monitor, build.callbacks + (callbacks or []),
+                                 build.datamodule, resume_from, build.progress_refresh)
+    trainer.fit(build.module, datamodule=build.datamodule, ckpt_path=resume_from)
+    if not trainer.is_global_zero:
+        return {}
+    checkpoint = best.best_model_path or best.last_model_path
+    run_dir = Path(logger.log_dir)
+    result = task.finish(cfg, build, trainer, checkpoint, run_dir) if task.finish is not None else {}
+    metrics = result.get("metrics", {})
+    logger.log_hyperparams(flat_hparams(cfg), {f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
+    print(f"checkpoint: {checkpoint}\nTensorBoard: tensorboard --logdir {cfg.output_dir}")
+    return {"checkpoint": checkpoint, "run_dir": str(run_dir), "metrics": metrics, **result}

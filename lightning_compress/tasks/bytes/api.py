@@ -1,0 +1,107 @@
+"""compress / decompress with a trained ByteLM: bytes in memory or files on disk.
+
+    from lightning_compress.tasks.bytes.api import load_byte_model, compress_bytes, decompress_bytes
+    model = load_byte_model("runs/bytes/version_0/checkpoints/last.ckpt")
+    blob, stats = compress_bytes(model, data)
+    assert decompress_bytes(model, blob) == data
+
+Files are written to a temporary name and renamed, and only after decompression has been
+verified against the original's sha256: a failed or refused run leaves no output file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from ...atomic import atomic_write_bytes
+from ...checkpoint_io import Checkpoint, load_checkpoint
+from .coder import decode_chunks, encode_chunks
+from .container import ContainerError, model_hash, pack, unpack
+from .config import TASK
+from .model import ByteLM
+
+DEFAULT_BATCH = 64
+
+
+def load_byte_model(checkpoint: str | os.PathLike | Checkpoint, device: str | None = None) -> ByteLM:
+    """A trained ByteLM from its checkpoint (read with the safe loader: no code runs)."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"byte model checkpoint {checkpoint} does not exist (train one with `make train-bytes`)")
+        checkpoint = load_checkpoint(checkpoint, task=TASK)
+    model = ByteLM(**checkpoint.raw["hyper_parameters"])
+    model.load_state_dict(checkpoint.state_dict)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval()
+
+
+@contextmanager
+def _threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, batch: int = DEFAULT_BATCH,
+                   progress: bool = False) -> tuple[bytes, dict]:
+    """(compressed file bytes, stats: sizes, the model's cross-entropy bound, seconds)."""
+    chunk_bytes = chunk_bytes or model.context
+    if not 1 <= chunk_bytes <= model.context:
+        raise ValueError(f"chunk_bytes={chunk_bytes}: must be between 1 and the model's context ({model.context})")
+    start = time.perf_counter()
+    chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
+    device = next(model.parameters()).device
+    words, bound_bits = encode_chunks(model.net, chunks, batch, device, progress)
+    header = {
+        "model": model_hash(model), "length": len(data), "chunk_bytes": chunk_bytes, "batch": batch,
+        "threads": torch.get_num_threads(), "device": device.type, "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    blob = pack(header, words)
+    stats = {"raw_bytes": len(data), "compressed_bytes": len(blob), "payload_bytes": 4 * len(words),
+             "bound_bytes": bound_bits / 8, "seconds": time.perf_counter() - start}
+    return blob, stats
+
+
+def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source: str = "input") -> bytes:
+    header, words = unpack(blob, source)
+    identity = model_hash(model)
+    if header["model"] != identity:
+        raise ContainerError(
+            f"{source} was compressed with byte model {header['model']}, not with this one ({identity}): "
+            "decompress with the same checkpoint"
+        )
+    device = next(model.parameters()).device
+    if header["device"] != device.type:
+        raise ContainerError(f"{source} was compressed on {header['device']}; decompress on {header['device']} too "
+                             f"(the arithmetic must repeat exactly), not on {device.type}")
+    length, chunk_bytes = header["length"], header["chunk_bytes"]
+    lengths = [min(chunk_bytes, length - i) for i in range(0, length, chunk_bytes)]
+    with _threads(header["threads"]):
+        chunks = decode_chunks(model.net, words, lengths, header["batch"], device, progress)
+    data = b"".join(chunks)
+    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        raise ContainerError(f"{source}: decoded data fails its sha256 check (different torch build or device?)")
+    return data
+
+
+def compress_file(source: str | os.PathLike, target: str | os.PathLike, model: ByteLM, batch: int = DEFAULT_BATCH,
+                  chunk_bytes: int | None = None, progress: bool = True) -> dict:
+    data = Path(source).read_bytes()
+    blob, stats = compress_bytes(model, data, chunk_bytes, batch, progress)
+    atomic_write_bytes(target, blob)
+    return stats
+
+
+def decompress_file(source: str | os.PathLike, target: str | os.PathLike, model: ByteLM, progress: bool = True) -> int:
+    data = decompress_bytes(model, Path(source).read_bytes(), progress, str(source))
+    atomic_write_bytes(target, data)
+    return len(data)

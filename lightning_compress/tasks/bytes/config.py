@@ -1,0 +1,88 @@
+"""Schema of a byte-level compression experiment file (`task: bytes`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ...config import ConfigError, TrainedExperiment
+
+TASK = "bytes"
+# (hidden size, layers, attention heads): parameters including the 257 x hidden embedding.
+SIZES = {
+    "tiny": (32, 2, 2),  # 41k: tests
+    "small": (128, 4, 4),  # 1.1M: the CPU default
+    "base": (256, 8, 8),  # 8.5M
+    "large": (384, 10, 8),  # 23.7M: a GPU run
+}
+MODALITIES = ("text", "images", "audio")
+
+
+@dataclass
+class ByteDataConfig:
+    # Each a path, a directory, a glob or a list of them; a modality left empty is not used.
+    text: Any = None
+    images: Any = None
+    audio: Any = None
+    chunk_bytes: int = 2048
+    # Mixing weight of each modality in training (missing: 1).
+    weights: dict = field(default_factory=dict)
+    # Global batch of chunks per optimiser step; micro_batch_size as for prompts.
+    batch_size: int = 8
+    micro_batch_size: int = 0
+    # Held-out chunks per modality scored at each validation.
+    val_chunks: int = 16
+    # Per-mille of files (by name hash) held out per modality; a single file: its tail.
+    heldout_per_mille: int = 100
+    # JSON Lines field read as text.
+    text_field: str = "text"
+    # gray | rgb; patch [h, w] in pixels.
+    image_mode: str = "gray"
+    image_patch: list = field(default_factory=lambda: [32, 64])
+    # 16 (int16 little-endian) or 8 (unsigned, DeepMind's audio bytes).
+    audio_bits: int = 16
+    num_workers: int = 0
+
+
+@dataclass
+class ByteModelConfig:
+    # tiny | small | base | large (see lightning_compress/tasks/bytes/model.py SIZES).
+    size: str = "small"
+    lr: float = 1.0e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+
+
+@dataclass
+class CodecBenchConfig:
+    # Chunks coded together by the byte model (one batch of the coder).
+    batch: int = 64
+    # Held-out bytes per modality in the benchmark (files whole while they fit, the last cut).
+    max_bytes: int = 131072
+
+
+@dataclass
+class ByteExperimentConfig(TrainedExperiment):
+    task: str = TASK
+    name: str = "bytes"
+    data: ByteDataConfig = field(default_factory=ByteDataConfig)
+    model: ByteModelConfig = field(default_factory=ByteModelConfig)
+    codecs: CodecBenchConfig = field(default_factory=CodecBenchConfig)
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.model.size not in SIZES:
+            raise ConfigError(f"model.size={cfg.model.size!r}; expected one of {sorted(SIZES)}")
+        if cfg.data.chunk_bytes < 1:
+            raise ConfigError(f"data.chunk_bytes must be >= 1, got {cfg.data.chunk_bytes}")
+        if not any(cfg.data[m] for m in MODALITIES):
+            raise ConfigError("no data: set at least one of data.text, data.images, data.audio (a path, glob or list)")
+        unknown = set(cfg.data.weights) - set(MODALITIES)
+        if unknown:
+            raise ConfigError(f"data.weights names {sorted(unknown)}; modalities are text, images, audio")
+        if cfg.data.image_mode not in ("gray", "rgb") or cfg.data.audio_bits not in (8, 16):
+            raise ConfigError("data.image_mode must be gray or rgb, data.audio_bits 8 or 16")
+        if len(cfg.data.image_patch) != 2 or min(cfg.data.image_patch) < 1:
+            raise ConfigError(f"data.image_patch={list(cfg.data.image_patch)}; expected [height, width] in pixels")

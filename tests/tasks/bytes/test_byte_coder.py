@@ -1,0 +1,119 @@
+"""Arithmetic coding with a byte model: exact round trips, honest sizes, refusals."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from data_modules.multimodal_bytes import audio_bytes, image_bytes
+from lightning_compress.tasks.bytes.api import compress_bytes, compress_file, decompress_bytes, decompress_file
+from lightning_compress.tasks.bytes.container import ContainerError
+from lightning_compress.tasks.bytes.model import ByteLM
+
+from helpers import SHARED_DATA as DATA
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
+
+
+def _model(seed=0, context=256):
+    torch.manual_seed(seed)
+    return ByteLM("tiny", context).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _model()
+
+
+def _need_data():
+    if not os.path.isdir(DATA):
+        pytest.skip(f"sample data not found at {DATA} (../shared/data beside the checkout, as in CI)")
+
+
+def _kodak_crop() -> bytes:
+    _need_data()
+    return image_bytes(os.path.join(DATA, "images", "kodak", "kodim03.png"), "gray", (16, 16))[:1500]
+
+
+def _audio_clip() -> bytes:
+    _need_data()
+    return audio_bytes(os.path.join(DATA, "audio", "fsdd", "3_jackson_0.wav"))[:1500]
+
+
+CASES = {
+    "empty": lambda: b"",
+    "one byte": lambda: b"\x7f",
+    "all zero": lambda: bytes(1000),
+    "random": lambda: np.random.default_rng(0).integers(0, 256, 700, dtype=np.uint8).tobytes(),
+    "text": lambda: open(README, "rb").read()[:900],
+    "image pixels": _kodak_crop,
+    "audio pcm": _audio_clip,
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_round_trip_is_byte_identical(model, name):
+    data = CASES[name]()
+    blob, stats = compress_bytes(model, data, chunk_bytes=256, batch=4)
+    assert decompress_bytes(model, blob) == data
+    assert stats["raw_bytes"] == len(data) and stats["compressed_bytes"] == len(blob)
+
+
+def test_multi_chunk_file_with_a_short_last_chunk_and_several_batches(model, tmp_path):
+    data = open(README, "rb").read()[:256 * 9 + 37]  # 10 chunks, batches of 4, 4, 2
+    source, packed, restored = tmp_path / "in.txt", tmp_path / "in.lcbz", tmp_path / "out.txt"
+    source.write_bytes(data)
+    compress_file(source, packed, model, batch=4, chunk_bytes=256, progress=False)
+    decompress_file(packed, restored, model, progress=False)
+    assert restored.read_bytes() == data
+
+
+@pytest.mark.slow
+def test_coded_size_is_within_one_percent_of_the_cross_entropy_bound():
+    # A model that has learnt something, so the bound is well below 8 bits/byte.
+    model = _model(context=2048)
+    data = (open(README, "rb").read() * 20)[: 64 * 1024]
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    chunk = torch.frombuffer(bytearray(data[:8 * 512]), dtype=torch.uint8).view(8, 512)
+    for _ in range(60):
+        loss = model.bits_per_byte(chunk)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    blob, stats = compress_bytes(model, data, batch=32)
+    assert stats["bound_bytes"] < 0.75 * len(data), "the model should have learnt to predict text"
+    # The whole file (78-byte header included) within 1% of the bound; the coder alone far closer.
+    assert stats["compressed_bytes"] <= 1.01 * stats["bound_bytes"], stats
+    assert stats["payload_bytes"] <= 1.001 * stats["bound_bytes"] + 8, stats
+    assert decompress_bytes(model, blob) == data
+
+
+def _refused(tmp_path, packed: bytes, model, match: str):
+    damaged, restored = tmp_path / "damaged.lcbz", tmp_path / "restored.bin"
+    damaged.write_bytes(packed)
+    with pytest.raises(ContainerError, match=match):
+        decompress_file(damaged, restored, model, progress=False)
+    assert not restored.exists() and not list(tmp_path.glob(".restored*")), "an output file was left behind"
+
+
+def test_damaged_truncated_or_foreign_files_are_refused_without_output(model, tmp_path):
+    data = open(README, "rb").read()[:600]
+    blob, _ = compress_bytes(model, data, chunk_bytes=256, batch=4)
+    flipped = bytearray(blob)
+    flipped[-3] ^= 0x10
+    _refused(tmp_path, bytes(flipped), model, "damaged")
+    header_flip = bytearray(blob)
+    header_flip[20] ^= 0x01  # inside the original length
+    _refused(tmp_path, bytes(header_flip), model, "header is damaged")
+    _refused(tmp_path, blob[:-5], model, "truncated")
+    _refused(tmp_path, blob[:7], model, "too short")
+    _refused(tmp_path, blob[:40], model, "too short")
+    _refused(tmp_path, b"PK\x03\x04" + blob[4:], model, "not a lightning_compress")
+    _refused(tmp_path, blob, _model(seed=1), "compressed with byte model")
+
+
+def test_chunk_longer_than_the_context_is_refused(model):
+    with pytest.raises(ValueError, match="model's context"):
+        compress_bytes(model, b"abc", chunk_bytes=257)

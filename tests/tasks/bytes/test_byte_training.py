@@ -1,0 +1,70 @@
+"""train a tiny ByteLM through `lcompress train` (task: bytes), then compress/decompress with
+its checkpoint through the CLI."""
+
+import os
+
+import pytest
+import torch
+
+from lightning_compress.cli import main
+
+from helpers import SHARED_DATA as DATA, needs_shared_data
+
+pytestmark = needs_shared_data
+EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "bytes", "bytes.yaml")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bytes")
+    code = main([
+        "train", EXPERIMENT, "model.size=tiny", "data.chunk_bytes=128", "data.batch_size=4", "data.val_chunks=2",
+        f"data.audio={DATA}/audio/fsdd/0_*.wav", "trainer.max_steps=4", "trainer.val_check_interval=4",
+        "trainer.enable_progress_bar=false", f"output_dir={out}", "name=tiny",
+    ])
+    assert code == 0
+    return out / "tiny" / "version_0" / "checkpoints" / "best.ckpt"
+
+
+def test_training_logs_bits_per_byte_per_modality_and_keeps_its_config(checkpoint):
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    hparams = saved["hyper_parameters"]
+    assert hparams["size"] == "tiny" and hparams["context"] == 128
+    assert hparams["config"]["data"]["chunk_bytes"] == 128 and hparams["config"]["task"] == "bytes"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(checkpoint.parent.parent)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"val/bits_per_byte", "val/bits_per_byte/text", "val/bits_per_byte/images", "val/bits_per_byte/audio"} <= tags
+
+
+def test_cli_round_trip_and_refusal(checkpoint, tmp_path, capsys):
+    source = tmp_path / "kodim.png"
+    source.write_bytes(open(os.path.join(DATA, "images", "kodak", "kodim05.png"), "rb").read()[:3000])
+    packed, restored = tmp_path / "k.lcbz", tmp_path / "k.png"
+    assert main(["compress", str(source), str(packed), "--model", str(checkpoint), "--batch", "8"]) == 0
+    assert main(["decompress", str(packed), str(restored), "--model", str(checkpoint)]) == 0
+    assert restored.read_bytes() == source.read_bytes()
+    damaged = tmp_path / "d.lcbz"
+    data = bytearray(packed.read_bytes())
+    data[-1] ^= 1
+    damaged.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["decompress", str(damaged), str(tmp_path / "d.png"), "--model", str(checkpoint)]) == 2
+    assert "damaged" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
+    assert main(["compress", str(tmp_path / "missing.bin"), str(tmp_path / "x"), "--model", str(checkpoint)]) == 2
+
+
+def test_bench_codecs_table(checkpoint, tmp_path):
+    import json
+
+    out = tmp_path / "bench"
+    assert main(["bench-codecs", "--model", str(checkpoint), "codecs.max_bytes=2048", "codecs.batch=16",
+                 "data.images=null", "--out", str(out)]) == 0
+    rows = json.loads((out / "bench_codecs.json").read_text())
+    codecs = {(r["modality"], r["codec"]) for r in rows}
+    assert {("text", "gzip -9"), ("text", "zstd -19"), ("text", "LZMA2 (xz -9e)"), ("audio", "FLAC -8"),
+            ("text", "ByteLM tiny"), ("audio", "ByteLM tiny")} <= codecs
+    model = next(r for r in rows if r["codec"] == "ByteLM tiny" and r["modality"] == "text")
+    assert model["raw_bytes"] == 2048 and model["bound_bytes"] > 0 and model["ratio_with_params"] > model["chunked_ratio"]
+    assert (out / "bench_codecs.png").read_bytes()[:4] == b"\x89PNG" and "| text | gzip -9 |" in (out / "bench_codecs.md").read_text()
