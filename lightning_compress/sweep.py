@@ -27,7 +27,9 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_write_text
-from .config import ConfigError, check_keys, config_to_dict, flatten, load_config, override_value, read_yaml
+from .config import (
+    ConfigError, check_keys, config_to_dict, flatten, load_config, override_value, read_yaml, task_of_file,
+)
 from .reports import mirror_to_tensorboard, rows_markdown, write_figure, write_table
 from .task import Task, all_tasks, default_task, get_task
 
@@ -123,6 +125,12 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Swe
             raise ConfigError("name= would rename every cell alike; set the grid's `name` in the grid file")
     overrides = [o for o in overrides if not o.startswith("output_dir=")]
     shared = [f"{k}={override_value(v)}" for k, v in flatten(grid.overrides).items()] + list(overrides)
+    try:
+        run_task = task_of_file(path.parent / grid.run)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: run: {err}") from None
+    if run_task != task.name:
+        raise ConfigError(f"{path}: run {grid.run} is a `{run_task}` experiment, the grid's task is `{task.name}`")
     cells = []
     for name, labels, cell_overrides in task.sweep.cells(grid, str(path)):
         where = [f"name={grid.name}/{name}", f"output_dir={grid.output_dir}"]
@@ -130,8 +138,6 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Swe
             config = load_config(path.parent / grid.run, shared + list(cell_overrides) + where)
         except ConfigError as err:
             raise ConfigError(f"{path}: cell {name}: {err}") from None
-        if config.task != task.name:
-            raise ConfigError(f"{path}: run {grid.run} is a `{config.task}` experiment, the grid's task is `{task.name}`")
         cells.append(Cell(name, labels, config))
     return grid, task, cells
 

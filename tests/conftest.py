@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny random Llama with the embedded tokenizer, built once per session."""
+"""Shared fixtures: a tiny random Llama with the embedded tokenizer (built once per session),
+tiny configs made by loading the real experiment files and shrinking them, and the path of
+the sample data beside the checkout."""
 
 from __future__ import annotations
 
@@ -9,6 +11,15 @@ import torch
 
 from lightning_compress.backbone import load_backbone
 from lightning_compress.config import load_config
+
+from helpers import EXPERIMENTS, SHARED_DATA
+
+# What makes the CPU default run (experiments/prompt/aoc.yaml) small enough for a unit test.
+SHRINK_PROMPT = [
+    "decoder.source=tiny-random", "data.n_tokens=12", "data.batch_size=4", "data.val_size=4", "model.memory_tokens=3",
+    "model.encoder.lora.r=4", "eval.num_samples=4", "eval.batch_size=4", "trainer.max_steps=2",
+    "trainer.val_check_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture(scope="session")
@@ -26,20 +37,20 @@ def tiny_backbone(tiny_backbone_session):
 
 @pytest.fixture
 def tiny_config():
+    """experiments/prompt/aoc.yaml shrunk to a tiny random decoder, plus the test's overrides."""
+
     def make(*overrides: str):
-        base = [
-            "decoder.source=tiny-random",
-            "data.n_tokens=12",
-            "data.batch_size=4",
-            "data.val_size=4",
-            "model.memory_tokens=3",
-            "model.encoder.lora.r=4",
-            "eval.num_samples=4",
-            "eval.batch_size=4",
-        ]
-        return load_config(None, base + list(overrides))
+        return load_config(EXPERIMENTS / "prompt" / "aoc.yaml", SHRINK_PROMPT + list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """../shared/data beside the checkout (as in CI); the test skips, saying so, without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"sample data not found at {SHARED_DATA} (../shared/data beside the checkout, as in CI)")
+    return SHARED_DATA
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """train a tiny ByteLM through `lcompress train` (task: bytes), then compress/decompress with
 its checkpoint through the CLI."""
 
+import json
 import os
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from lightning_compress.cli import main
 
-from helpers import SHARED_DATA as DATA, needs_shared_data
+from helpers import REPO, SHARED_DATA as DATA, needs_shared_data
 
 pytestmark = needs_shared_data
 EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "bytes", "bytes.yaml")
@@ -56,8 +57,6 @@ def test_cli_round_trip_and_refusal(checkpoint, tmp_path, capsys):
 
 
 def test_bench_codecs_table(checkpoint, tmp_path):
-    import json
-
     out = tmp_path / "bench"
     assert main(["bench-codecs", "--model", str(checkpoint), "codecs.max_bytes=2048", "codecs.batch=16",
                  "data.images=null", "--out", str(out)]) == 0
@@ -68,3 +67,22 @@ def test_bench_codecs_table(checkpoint, tmp_path):
     model = next(r for r in rows if r["codec"] == "ByteLM tiny" and r["modality"] == "text")
     assert model["raw_bytes"] == 2048 and model["bound_bytes"] > 0 and model["ratio_with_params"] > model["chunked_ratio"]
     assert (out / "bench_codecs.png").read_bytes()[:4] == b"\x89PNG" and "| text | gzip -9 |" in (out / "bench_codecs.md").read_text()
+
+
+def test_eval_prints_heldout_bits_per_byte_per_modality(checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", str(checkpoint), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = {r["modality"]: r["bits_per_byte"] for r in json.loads((out / "metrics.json").read_text())}
+    assert set(rows) == {"mean", "text", "images", "audio"} and all(0 < v < 16 for v in rows.values())
+    assert "held-out bits/byte: mean" in printed and "| audio |" in printed
+
+
+def test_eval_reads_a_byte_checkpoint_of_the_previous_release(tmp_path, capsys):
+    # Written before the checkpoint stamp existed (tests/fixtures/README.md).
+    legacy = REPO / "tests" / "fixtures" / "legacy_bytes_v0.ckpt"
+    out = tmp_path / "eval"
+    assert main(["eval", str(legacy), f"data.text={DATA}/text/enwik8_prefix_3MB.xml", f"data.audio={DATA}/audio/fsdd/0_*.wav",
+                 "--out", str(out)]) == 0
+    rows = {r["modality"] for r in json.loads((out / "metrics.json").read_text())}
+    assert rows == {"mean", "text", "audio"}

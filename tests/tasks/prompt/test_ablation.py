@@ -80,3 +80,34 @@ def test_grid_trains_reports_failures_and_reuses_finished_cells(tmp_path, capsys
     load_sweep(path, ["trainer.max_steps=3"])  # still valid
     third = run_sweep(path, ["trainer.max_steps=3", "model.encoder.lora.target_modules=[no_such_proj]"])
     assert third[0]["steps"] == 3 and (grid_dir / "mlp_free_n12_m3" / "version_1").exists()
+
+
+def test_grid_files_name_their_kind_and_the_old_form_still_reads(tmp_path):
+    old = _grid(tmp_path, "encoders: [mlp_free]\npairs: [[12, 3]]\n")
+    new = tmp_path / "new.yaml"
+    new.write_text("kind: sweep\ntask: prompt\n" + old.read_text())
+    (_, task_old, cells_old), (_, task_new, cells_new) = load_sweep(old), load_sweep(new)
+    assert task_old.name == task_new.name == "prompt"
+    assert [c.name for c in cells_old] == [c.name for c in cells_new] == ["mlp_free_n12_m3"]
+    assert cells_new[0].labels == {"encoder": "mlp_free", "n": 12, "m": 3, "ratio": 4.0}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("kind: sweep\ntask: bytes\nrun: tiny.yaml\n", "task 'bytes' has no sweeps"),
+        ("kind: sweep\ntask: nope\nrun: tiny.yaml\n", "task='nope'; registered tasks"),
+        ("name: just_a_run\n", "is not a grid file"),
+        ("kind: sweep\nrun: bytes.yaml\nencoders: [mlp_free]\npairs: [[12, 3]]\n", "is a `bytes` experiment"),
+    ],
+)
+def test_sweep_refuses_what_is_not_a_grid_of_its_task(tmp_path, capsys, text, message):
+    from lightning_compress.cli import main
+
+    (tmp_path / "tiny.yaml").write_text(TINY_RUN)
+    (tmp_path / "bytes.yaml").write_text("task: bytes\ndata: {text: x.txt}\n")
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(path, train_fn=pytest.fail)
+    assert main(["sweep", str(path)]) == 2 and message.split("'")[0] in capsys.readouterr().err

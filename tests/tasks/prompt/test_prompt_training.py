@@ -1,5 +1,7 @@
 """The module learns, the decoder never changes, checkpoints hold only what trains."""
 
+import json
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -9,7 +11,9 @@ from lightning_compress.checkpoint_io import AtomicCheckpointIO
 from lightning_compress.tasks.prompt.module import PromptCompressor
 from lightning_compress.tasks.prompt.module import CheckpointMismatch
 
-from helpers import overfit_until_exact
+from lightning_compress.cli import main
+
+from helpers import REPO, overfit_until_exact
 
 
 def _fit(module, cfg, tmp_path, steps=3):
@@ -80,3 +84,15 @@ def test_checkpoint_refuses_another_decoder(tiny_backbone, tiny_config, tmp_path
 def test_prompt_beyond_context_fails_before_training(tiny_backbone, tiny_config):
     with pytest.raises(ValueError, match="context of 1024"):
         PromptCompressor(tiny_config("data.n_tokens=1100"), tiny_backbone)
+
+
+def test_eval_reads_a_prompt_checkpoint_of_the_previous_release(tiny_backbone, tmp_path, sample_ids):
+    # Format 1, written before the task registry (tests/fixtures/README.md).
+    legacy = REPO / "tests" / "fixtures" / "legacy_prompt_v1.ckpt"
+    module = PromptCompressor.load_checkpoint(legacy, backbone=tiny_backbone)
+    assert module.cfg.model.encoder.name == "lora_mlp_free" and module.memory_tokens == 2
+    assert module.compress(sample_ids).num_slots == 2
+    out = tmp_path / "eval"
+    assert main(["eval", str(legacy), "eval.num_samples=2", "eval.batch_size=2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["encoder"], metrics["n"], metrics["m"], metrics["samples"]) == ("lora_mlp_free", 12, 2, 2)
