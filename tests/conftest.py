@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny random Llama with the embedded tokenizer (built once per session),
-tiny configs made by loading the real experiment files and shrinking them, and the path of
-the sample data beside the checkout."""
+and tiny configs made by loading the real experiment files and shrinking them. The sample
+data beside the checkout is `helpers.SHARED_DATA` (tests mark themselves `needs_shared_data`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from lightning_compress.backbone import load_backbone
 from lightning_compress.config import load_config
 
-from helpers import EXPERIMENTS, SHARED_DATA
+from helpers import EXPERIMENTS
 
 # What makes the CPU default run (experiments/prompt/aoc.yaml) small enough for a unit test.
 SHRINK_PROMPT = [
@@ -43,14 +43,6 @@ def tiny_config():
         return load_config(EXPERIMENTS / "prompt" / "aoc.yaml", SHRINK_PROMPT + list(overrides))
 
     return make
-
-
-@pytest.fixture(scope="session")
-def shared_data():
-    """../shared/data beside the checkout (as in CI); the test skips, saying so, without it."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"sample data not found at {SHARED_DATA} (../shared/data beside the checkout, as in CI)")
-    return SHARED_DATA
 
 
 @pytest.fixture

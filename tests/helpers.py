@@ -27,9 +27,8 @@ def overfit_until_exact(module, ids: torch.Tensor, lr: float, max_steps: int, ch
 # The project's sample sets live beside the checkout (../shared/data), as in CI; tests that
 # read them are marked with `needs_shared_data` and skip with this reason when it is absent.
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"sample data not found at {SHARED_DATA} (../shared/data beside the checkout, as in CI)"
-)
+SHARED_DATA_MISSING = f"sample data not found at {SHARED_DATA} (../shared/data beside the checkout, as in CI)"
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=SHARED_DATA_MISSING)
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"

@@ -11,7 +11,7 @@ from lightning_compress.tasks.bytes.api import compress_bytes, compress_file, de
 from lightning_compress.tasks.bytes.container import ContainerError
 from lightning_compress.tasks.bytes.model import ByteLM
 
-from helpers import SHARED_DATA as DATA
+from helpers import SHARED_DATA as DATA, SHARED_DATA_MISSING
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
 
@@ -28,7 +28,7 @@ def model():
 
 def _need_data():
     if not os.path.isdir(DATA):
-        pytest.skip(f"sample data not found at {DATA} (../shared/data beside the checkout, as in CI)")
+        pytest.skip(SHARED_DATA_MISSING)
 
 
 def _kodak_crop() -> bytes:

@@ -9,14 +9,17 @@ import pytest
 from lightning_compress.sweep import load_sweep, run_sweep
 from lightning_compress.config import ConfigError
 
-TINY_RUN = """
-decoder: {source: tiny-random}
-data: {n_tokens: 12, batch_size: 4, val_size: 4}
-model: {encoder: {lora: {r: 4}}}
-eval: {num_samples: 4, batch_size: 4}
-callbacks: {num_samples: 1, interpolation_points: 0}
-trainer: {max_steps: 2, val_check_interval: 2, check_val_every_n_epoch: null, accelerator: cpu,
-          num_sanity_val_steps: 0, enable_progress_bar: false}
+from helpers import EXPERIMENTS
+
+# experiments/prompt/aoc.yaml, shrunk: what every cell of the test grids starts from.
+TINY_RUN = f"""base: {EXPERIMENTS / "prompt" / "aoc.yaml"}
+decoder: {{source: tiny-random}}
+data: {{n_tokens: 12, batch_size: 4, val_size: 4}}
+model: {{encoder: {{lora: {{r: 4}}}}}}
+eval: {{num_samples: 4, batch_size: 4}}
+callbacks: {{num_samples: 1, interpolation_points: 0}}
+trainer: {{max_steps: 2, val_check_interval: 2, check_val_every_n_epoch: null, accelerator: cpu,
+          num_sanity_val_steps: 0, enable_progress_bar: false}}
 """
 
 
