@@ -1,4 +1,5 @@
-"""Text records from local files (JSON Lines, JSON arrays, Parquet, CSV; .gz too) or a hub id.
+"""Text records from local files (JSON Lines, JSON arrays, Parquet, CSV, plain text with one
+record per line; .gz too) or a hub id.
 
 Bad records never stop an epoch: a malformed JSON line, a record without the text field,
 an empty text or bytes that are not UTF-8 are skipped and counted in `SkipLog`, with the
@@ -20,7 +21,7 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
 SAMPLE = "sample"
 
 
@@ -182,7 +183,21 @@ def _csv(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
             yield text
 
 
-READERS = {".jsonl": _json_lines, ".json": _json_array_or_lines, ".parquet": _parquet, ".csv": _csv}
+def _plain_lines(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
+    """A plain text file: each non-blank line is one text (`text_field` does not apply)."""
+    with _open_text(path) as raw:
+        for number, line in enumerate(raw, start=1):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                skips.skip("not UTF-8", f"{path}:{number}")
+                continue
+            yield " ".join(text.split())
+
+
+READERS = {".jsonl": _json_lines, ".json": _json_array_or_lines, ".parquet": _parquet, ".csv": _csv, ".txt": _plain_lines}
 
 
 def iter_local_texts(files: list[Path], text_field: str, skips: SkipLog) -> Iterator[str]:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from .config import ConfigError
 
 
-def _versions(root: Path) -> list[int]:
+def versions(root: Path) -> list[int]:
     if not root.is_dir():
         return []
     return sorted(int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name)) and p.is_dir())
@@ -27,21 +27,23 @@ def resumable_checkpoints(run_dir: Path) -> list[Path]:
     return sorted((p for p in candidates if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def plan_run(cfg: DictConfig) -> tuple[int, str | None]:
-    """(version, checkpoint to resume from or None) for this run's `resume` setting."""
+def plan_run(cfg: DictConfig, resumable=resumable_checkpoints, what: str = "a checkpoints/last.ckpt") -> tuple[int, str | None]:
+    """(version, checkpoint to resume from or None) for this run's `resume` setting.
+    `resumable(run_dir)` lists what a run folder can be resumed from, newest first (`what`
+    names it in the error): Lightning checkpoints by default."""
     root = Path(cfg.output_dir) / cfg.name
-    versions = _versions(root)
-    fresh = (versions[-1] + 1) if versions else 0
+    existing = versions(root)
+    fresh = (existing[-1] + 1) if existing else 0
     resume = cfg.resume
     if resume is False:
         return fresh, None
     if resume is True or resume == "auto":
-        for version in reversed(versions):
-            found = resumable_checkpoints(root / f"version_{version}")
+        for version in reversed(existing):
+            found = resumable(root / f"version_{version}")
             if found:
                 return version, str(found[0])
         if resume is True:
-            raise ConfigError(f"resume=true but no run under {root} has a checkpoints/last.ckpt to resume from")
+            raise ConfigError(f"resume=true but no run under {root} has {what} to resume from")
         return fresh, None
     path = Path(resume).expanduser()
     if not path.is_file():

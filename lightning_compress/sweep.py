@@ -80,6 +80,10 @@ class SweepSpec:
     recognise: Callable | None = None
     # run(cfg) -> {"metrics": ..., "run_dir": ...}; None: `lcompress train`'s fit sequence.
     run: Callable | None = None
+    # report(grid, cells, records, rows, grid_dir) -> {"figures": {tag: fig}, "texts": {tag: md}}:
+    # the task's own tables and figures beyond the per-cell table (written by the task,
+    # mirrored into TensorBoard here).
+    report: Callable | None = None
 
 
 def sweep_task(user: dict) -> Task | None:
@@ -251,7 +255,12 @@ def run_sweep(path: str | Path, overrides: list[str] | tuple = (), train_fn=None
         figure = spec.figure(rows, title)
         print(f"figure: {write_figure(grid_dir / f'{spec.figure_name}.png', figure)}")
         figures[f"sweep/{spec.figure_name}"] = figure
-    mirror_to_tensorboard(grid_dir / "summary", figures, {"sweep/results": table})
+    texts = {"sweep/results": table}
+    if spec.report is not None:
+        extra = spec.report(grid, cells, records, rows, grid_dir) or {}
+        figures.update(extra.get("figures", {}))
+        texts.update(extra.get("texts", {}))
+    mirror_to_tensorboard(grid_dir / "summary", figures, texts)
     print(f"TensorBoard: tensorboard --logdir {grid.output_dir}")
     failed = [r["cell"] for r in records if r["status"] == "failed"]
     if failed:

@@ -21,10 +21,6 @@ def test_experiments_exist():
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_experiment_validates_without_loading_a_model(path):
     cfg = load_config(path)
-    if cfg.task == "bytes":
-        assert cfg.data.chunk_bytes >= 1 and cfg.model.size
-    else:
-        assert cfg.data.n_tokens >= 1 and cfg.model.memory_tokens >= 1
     # The file documents how to run it.
     assert "lcompress" in path.read_text() or "make " in path.read_text()
     # Experiments are grouped by task: experiments/<task>/*.yaml.

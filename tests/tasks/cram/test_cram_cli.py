@@ -1,0 +1,136 @@
+"""`lcompress cram`, `cram-decode` and the capacity sweep end to end on the tiny LM saved as a
+model directory: results.jsonl, vectors that decode back, refusals, resume, bad input."""
+
+import json
+
+import pytest
+
+from lightning_compress.cli import main
+from lightning_compress.config import ConfigError, load_config
+
+from helpers import EXPERIMENTS
+
+CRAM = str(EXPERIMENTS / "cram" / "cram.yaml")
+KEYS = {"text_index", "length", "vectors", "token_accuracy", "exact_greedy", "ce_before_bits", "ce_after_bits",
+        "info_gain_bits", "steps", "seconds"}
+
+
+def _shrink(tiny_lm_dir, word_texts, tmp_path, *more):
+    return [f"decoder.source={tiny_lm_dir}", f"data.source={word_texts}", "data.num_texts=3", "cram.length=6",
+            "cram.vectors=2", "cram.lr=0.05", "cram.max_steps=300", "cram.batch_size=2", f"output_dir={tmp_path}", *more]
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cram_writes_results_and_vectors_that_decode_back(tiny_lm_dir, word_texts, tmp_path, capsys):
+    assert main(["cram", CRAM, *_shrink(tiny_lm_dir, word_texts, tmp_path)]) == 0
+    run = tmp_path / "cram" / "version_0"
+    rows = _lines(run / "results.jsonl")
+    assert [r["text_index"] for r in rows] == [0, 1, 2] and all(KEYS <= set(r) for r in rows)
+    assert all(r["exact_greedy"] and r["token_accuracy"] == 1.0 and r["info_gain_bits"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "[cram] text 2: 6 tokens, k=2" in out and "exact greedy yes" in out
+    assert (run / "gain_vs_ce.png").read_bytes()[:4] == b"\x89PNG" and "| mean |" in (run / "results.md").read_text()
+    assert list(run.glob("events.out.tfevents*"))
+    assert main(["cram-decode", str(run / "vectors.pt")]) == 0
+    decoded = capsys.readouterr().out
+    assert "3/3 texts regenerated exactly" in decoded and rows[0]["text"] in decoded
+
+
+def test_cram_decode_refuses_another_model(tiny_lm_dir, word_texts, tmp_path, capsys):
+    from cram_tiny_lm import make_lm
+
+    assert main(["cram", CRAM, *_shrink(tiny_lm_dir, word_texts, tmp_path, "data.num_texts=1")]) == 0
+    other = tmp_path / "other_lm"
+    model, tokenizer = make_lm(seed=1)
+    model.save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    capsys.readouterr()
+    assert main(["cram-decode", str(tmp_path / "cram" / "version_0" / "vectors.pt"), "--source", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("lcompress: error:") == 1 and "fingerprint" in err and "only decode with their own model" in err
+
+
+def test_resume_skips_finished_texts(tiny_lm_dir, word_texts, tmp_path, capsys):
+    assert main(["cram", CRAM, *_shrink(tiny_lm_dir, word_texts, tmp_path, "data.num_texts=2")]) == 0
+    first = _lines(tmp_path / "cram" / "version_0" / "results.jsonl")
+    capsys.readouterr()
+    assert main(["cram", CRAM, *_shrink(tiny_lm_dir, word_texts, tmp_path, "data.num_texts=4", "resume=true")]) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 2 texts done, 2 to go" in out and "[cram] text 0:" not in out
+    rows = _lines(tmp_path / "cram" / "version_0" / "results.jsonl")
+    assert [r["text_index"] for r in rows] == [0, 1, 2, 3] and rows[:2] == first
+    assert not (tmp_path / "cram" / "version_1").exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("cram.vectors=0", "cram.vectors=0"),
+        ("cram.length=1", "cram.length=1: a text needs at least 2 tokens"),
+        ("cram.mode=greedy", "cram.mode='greedy'"),
+        ("data.num_texts=0", "data.num_texts"),
+    ],
+)
+def test_bad_keys_are_refused_before_anything_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CRAM, [override])
+
+
+def test_bad_texts_are_reported(tiny_lm_dir, tmp_path, capsys):
+    source = tmp_path / "bad.txt"
+    source.write_bytes(b"the cat and the dog in the house of the sun\n\xff\xfe not utf8\n\nred\n")
+    code = main(["cram", CRAM, *_shrink(tiny_lm_dir, source, tmp_path, "data.num_texts=2")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("lcompress: error:") == 1
+    assert "holds only 1 texts" in err and "bad.txt:2: not UTF-8" in err and "1 shorter texts" in err
+    assert main(["cram", CRAM, *_shrink(tiny_lm_dir, source, tmp_path, "cram.length=60")]) == 2
+    assert "beyond the model's context of 48" in capsys.readouterr().err
+
+
+def test_train_refuses_a_cram_experiment(capsys):
+    assert main(["train", CRAM]) == 2
+    assert "use lcompress cram" in capsys.readouterr().err
+
+
+def test_capacity_sweep_table_and_figures(tiny_lm_dir, word_texts, tmp_path):
+    (tmp_path / "grid.yaml").write_text(
+        f"kind: sweep\ntask: cram\nrun: {CRAM}\nname: cap\noutput_dir: {tmp_path}\nlengths: [3, 6]\nvectors: [1, 2]\n"
+        f"overrides:\n  decoder.source: {tiny_lm_dir}\n  data.source: {word_texts}\n  data.num_texts: 2\n"
+        f"  cram.lr: 0.05\n  cram.max_steps: 300\n"
+    )
+    assert main(["sweep", str(tmp_path / "grid.yaml")]) == 0
+    grid = tmp_path / "cap"
+    rows = json.loads((grid / "results.json").read_text())
+    assert [(r["vectors"], r["length"]) for r in rows] == [(1, 3), (1, 6), (2, 3), (2, 6)]
+    capacity = {r["vectors"]: r for r in json.loads((grid / "capacity.json").read_text())}
+    assert capacity[2]["exact_length_90"] == 6 and capacity[2]["theoretical_tokens"] == pytest.approx(2 * 128 * 16 / 5.8826, rel=1e-3)
+    for name in ("accuracy_vs_length.png", "gain_vs_ce.png"):
+        assert (grid / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_killed_mid_sweep_resumes_without_redoing_texts(tiny_lm_dir, word_texts, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = _shrink(tiny_lm_dir, word_texts, tmp_path, "data.num_texts=6", "cram.batch_size=1")
+    command = [sys.executable, "-m", "lightning_compress.cli", "cram", CRAM, *args]
+    results = tmp_path / "cram" / "version_0" / "results.jsonl"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if results.is_file() and results.read_text().count("\n") >= 2:
+            os.kill(process.pid, signal.SIGKILL)  # as a pre-empted job: no chance to clean up
+            break
+        time.sleep(0.02)
+    process.wait()
+    before = _lines(results)  # every line whole
+    assert 2 <= len(before) < 6, "the run was not interrupted mid-sweep"
+    assert main(["cram", CRAM, *args, "resume=true"]) == 0
+    after = _lines(results)
+    assert [r["text_index"] for r in after] == list(range(6)) and after[: len(before)] == before
