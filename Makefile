@@ -10,12 +10,12 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram
 
 ##@ Set-up and tests
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -77,3 +77,14 @@ train-bytes: ## train the byte-level model (text + images + audio) for lossless 
 bench-bytes: ## byte model vs the classical codecs: make bench-bytes CKPT=runs/bytes/version_0/checkpoints/best.ckpt
 	@test -n "$(CKPT)" || { echo "usage: make bench-bytes CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }
 	$(LCOMPRESS) bench-codecs --model $(CKPT) $(ARGS)
+
+##@ Cramming (task cram: per-text input vectors of a frozen LM)
+
+cram: ## cram 16 abstracts of 32 tokens into one vector each of SmolLM2-135M; ARGS="key=value ..."
+	$(LCOMPRESS) cram experiments/cram/cram.yaml $(ARGS)
+
+cram-capacity: ## lengths x k sweep -> runs/cram_capacity/capacity.md + figures; ARGS="key=value ..."
+	$(LCOMPRESS) sweep experiments/cram/capacity.yaml $(ARGS)
+
+bench-cram: ## texts/hour at batch 1 vs 16, seconds per step vs length; ARGS="--steps 10 ..."
+	$(PY) benchmarks/bench_cram.py $(ARGS)

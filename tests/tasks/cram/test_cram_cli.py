@@ -134,3 +134,25 @@ def test_a_run_killed_mid_sweep_resumes_without_redoing_texts(tiny_lm_dir, word_
     assert main(["cram", CRAM, *args, "resume=true"]) == 0
     after = _lines(results)
     assert [r["text_index"] for r in after] == list(range(6)) and after[: len(before)] == before
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_texts_and_rank0_merges(tiny_lm_dir, word_texts, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = _shrink(tiny_lm_dir, word_texts, tmp_path, "data.num_texts=5")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "lightning_compress.cli", "cram",
+                          CRAM, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "cram"
+    assert [p.name for p in folder.iterdir()] == ["version_0"], "the ranks wrote to different run folders"
+    shares = [[r["text_index"] for r in _lines(folder / "version_0" / f"results.rank{k}.jsonl")] for k in (0, 1)]
+    assert shares == [[0, 2, 4], [1, 3]]
+    merged = _lines(folder / "version_0" / "results.jsonl")
+    assert [r["text_index"] for r in merged] == [0, 1, 2, 3, 4] and all(r["exact_greedy"] for r in merged)
+    assert run.stdout.count("texts shared by 2 processes") == 1
