@@ -76,11 +76,16 @@ def write_figure(path: str | Path, figure) -> Path:
     return Path(path)
 
 
-def mirror_to_tensorboard(log_dir: str | Path, figures: dict | None = None, texts: dict | None = None, step: int = 0) -> None:
-    """Figures ({tag: matplotlib figure}) and Markdown texts ({tag: str}) into TensorBoard."""
+def mirror_to_tensorboard(log_dir: str | Path, figures: dict | None = None, texts: dict | None = None, step: int = 0,
+                          scalars: dict | None = None) -> None:
+    """Figures ({tag: matplotlib figure}), Markdown texts ({tag: str}) and series of scalars
+    ({tag: [(step, value), ...]}) into TensorBoard."""
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for tag, series in (scalars or {}).items():
+            for x, value in series:
+                writer.add_scalar(tag, value, global_step=x)
         for tag, figure in (figures or {}).items():
             writer.add_figure(tag, figure, global_step=step)
         for tag, text in (texts or {}).items():

@@ -143,8 +143,11 @@ def write_summary(run_dir: Path, rows: list[dict], cfg: DictConfig) -> dict:
     figure = gain_figure(rows, title)
     write_figure(run_dir / "gain_vs_ce.png", figure)
     samples = rows_markdown(["text_index", "exact_greedy", "text"], rows[:8])
+    # Per-text scalars, the text index on the x axis.
+    series = {f"cram/{key}": [(r["text_index"], float(r[key])) for r in rows]
+              for key in ("token_accuracy", "exact_greedy", "greedy_prefix", "info_gain_bits", "steps")}
     mirror_to_tensorboard(run_dir, {"cram/gain_vs_ce": figure},
-                          {"cram/results": rows_markdown(COLUMNS, table), "cram/texts": samples})
+                          {"cram/results": rows_markdown(COLUMNS, table), "cram/texts": samples}, scalars=series)
     return means
 
 
