@@ -71,6 +71,22 @@ def check_fits(cfg: DictConfig, model) -> None:
                           f"beyond the model's context of {context} (max_position_embeddings)")
 
 
+# Keys a resumed run may change: they do not change what a finished text's result means.
+RESUMABLE_CHANGES = ("resume", "data.num_texts", "cram.batch_size", "output_dir", "name")
+
+
+def check_same_run(stored: dict, current: dict, run_dir: Path) -> None:
+    """Refuse to resume a run folder under a config that would mix incomparable results."""
+    from ...config import flatten
+
+    stored, current = flatten(stored), flatten(current)
+    changed = sorted(k for k in set(stored) | set(current)
+                     if not k.startswith(RESUMABLE_CHANGES) and stored.get(k) != current.get(k))
+    if changed:
+        raise ConfigError(f"resume: {run_dir} was run with other settings ({', '.join(f'{k}={stored.get(k)!r}' for k in changed[:4])}); "
+                          "start a new run (resume=false) or use the same settings")
+
+
 def cram_texts(cfg: DictConfig, backbone, texts: list, results_path: Path, vectors_path: Path, progress=True) -> list[dict]:
     """Cram `texts` batch by batch, appending to results_path / vectors_path after each batch."""
     from .measure import score
@@ -81,6 +97,7 @@ def cram_texts(cfg: DictConfig, backbone, texts: list, results_path: Path, vecto
     identity = {"source": backbone.source, "fingerprint": backbone.fingerprint, "dtype": resolve_dtype(cfg.decoder.dtype)}
     rows, entries = _read_lines(results_path), load_vectors(vectors_path) if vectors_path.is_file() else []
     done = {r["text_index"] for r in rows}
+    entries = [e for e in entries if e["text_index"] in done]  # a kill between the two writes
     todo = [t for t in texts if t.index not in done]
     if done:
         print(f"[cram] resuming: {len(done)} texts done, {len(todo)} to go")
@@ -182,6 +199,8 @@ def run_cram(cfg: DictConfig, progress: bool = True) -> dict:
     elif torch.cuda.is_available():
         backbone.decoder.cuda()
     texts, report = load_texts(cfg, backbone.tokenizer)
+    if rank == 0 and (run_dir / "config.json").is_file():
+        check_same_run(json.loads((run_dir / "config.json").read_text(encoding="utf-8")), config_to_dict(cfg), run_dir)
     if rank == 0:
         print(f"[cram] {report}\n[cram] run folder {run_dir}" + (f"; texts shared by {world} processes" if fabric else ""))
         run_dir.mkdir(parents=True, exist_ok=True)

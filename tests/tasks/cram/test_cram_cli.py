@@ -67,6 +67,10 @@ def test_resume_skips_finished_texts(tiny_lm_dir, word_texts, tmp_path, capsys):
     rows = _lines(tmp_path / "cram" / "version_0" / "results.jsonl")
     assert [r["text_index"] for r in rows] == [0, 1, 2, 3] and rows[:2] == first
     assert not (tmp_path / "cram" / "version_1").exists()
+    capsys.readouterr()
+    assert main(["cram", CRAM, *_shrink(tiny_lm_dir, word_texts, tmp_path, "data.num_texts=4", "resume=true",
+                                        "cram.length=5")]) == 2
+    assert "was run with other settings (cram.length=6)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
