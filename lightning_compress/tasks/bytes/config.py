@@ -48,7 +48,7 @@ class ByteDataConfig:
 
 @dataclass
 class ByteModelConfig:
-    # tiny | small | base | large (see lightning_compress/tasks/bytes/model.py SIZES).
+    # tiny | small | base | large (SIZES above).
     size: str = "small"
     lr: float = 1.0e-3
     weight_decay: float = 0.01

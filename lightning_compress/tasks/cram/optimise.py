@@ -135,7 +135,10 @@ def cram_batch(model, ids: torch.Tensor, indexes: list[int], *, vectors: int, mo
                                          time.perf_counter() - began, stop)
             else:
                 keep.append(j)
-        bar.set_postfix(rows=len(keep), mean_best_accuracy=f"{sum(s[0] if mode == 'full' else s[1] for s in best_score) / rows:.3f}")
+        if mode == "full":
+            bar.set_postfix(rows=len(keep), mean_best_accuracy=f"{sum(s[0] for s in best_score) / rows:.3f}")
+        else:
+            bar.set_postfix(rows=len(keep), mean_exact_prefix=f"{sum(s[0] for s in best_score) / rows:.1f}")
         if not keep:
             break
         limits = torch.tensor([window[row] for row in active], device=device)
