@@ -68,6 +68,17 @@ def new_figure(width: float = 6, height: float = 4):
     return plt.subplots(figsize=(width, height), dpi=120)
 
 
+def finish_figure(figure, axis, xlabel: str, ylabel: str, title: str, legend_size: float | None = None):
+    """Labels, title, a light grid and the legend: the finish every figure of a report shares."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=legend_size)
+    figure.tight_layout()
+    return figure
+
+
 def write_figure(path: str | Path, figure) -> Path:
     """The figure as a PNG, atomically."""
     buffer = io.BytesIO()

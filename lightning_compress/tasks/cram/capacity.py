@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...config import ConfigError
-from ...reports import new_figure, rows_markdown, write_figure, write_table
+from ...reports import finish_figure, new_figure, rows_markdown, write_figure, write_table
 from ...sweep import SweepConfig, SweepSpec
 from ...task import lazy
 from .config import TASK
@@ -85,14 +85,8 @@ def accuracy_figure(rows: list[dict], title: str):
                   label=f"k={k}: teacher-forced accuracy")
     axis.axhline(EXACT_SHARE, color="grey", lw=0.7, ls=":")
     axis.set_xscale("log", base=2)
-    axis.set_xlabel("text length (tokens)")
-    axis.set_ylabel("share of texts exact / mean accuracy")
     axis.set_ylim(-0.02, 1.02)
-    axis.set_title(title)
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return finish_figure(figure, axis, "text length (tokens)", "share of texts exact / mean accuracy", title, legend_size=7)
 
 
 def report(grid, cells, records, rows, grid_dir: Path) -> dict:

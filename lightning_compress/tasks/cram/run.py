@@ -27,7 +27,9 @@ from omegaconf import DictConfig
 
 from ...atomic import atomic_write_text
 from ...config import ConfigError, config_to_dict
-from ...reports import mirror_to_tensorboard, new_figure, rows_markdown, write_figure, write_json, write_table
+from ...reports import (
+    finish_figure, mirror_to_tensorboard, new_figure, rows_markdown, write_figure, write_json, write_table,
+)
 from ...run_dir import plan_run
 from .config import TASK
 from .texts import load_texts
@@ -141,13 +143,7 @@ def gain_figure(rows: list[dict], title: str):
             axis.scatter([p[0] for p in points], [p[1] for p in points], s=14, c=colour, label=label)
     top = max([r["ce_before_bits"] for r in rows] + [1.0])
     axis.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="gain = CE (all of it)")
-    axis.set_xlabel("cross-entropy of the text without memory (bits)")
-    axis.set_ylabel("information gain (bits)")
-    axis.set_title(title)
-    axis.grid(True, alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    return figure
+    return finish_figure(figure, axis, "cross-entropy of the text without memory (bits)", "information gain (bits)", title)
 
 
 def write_summary(run_dir: Path, rows: list[dict], cfg: DictConfig) -> dict:

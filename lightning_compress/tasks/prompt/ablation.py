@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import ConfigError
-from ...reports import new_figure
+from ...reports import finish_figure, new_figure
 from ...sweep import SweepConfig, SweepSpec
 from .config import ENCODER_NAMES, TASK
 
@@ -91,13 +91,7 @@ def bleu_figure(rows: list[dict], title: str):
     ratios = sorted({r["ratio"] for r in rows})
     axis.set_xticks(ratios, [f"{r:g}" for r in ratios])
     axis.minorticks_off()
-    axis.set_xlabel("compression ratio n / m")
-    axis.set_ylabel("BLEU-4 (test)")
-    axis.set_title(title)
-    axis.grid(True, alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    return figure
+    return finish_figure(figure, axis, "compression ratio n / m", "BLEU-4 (test)", title)
 
 
 def _title(grid, cells) -> str:
