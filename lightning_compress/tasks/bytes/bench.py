@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from ...config import ConfigError, parse_overrides
+from ...config import ConfigError
 from ...reports import markdown_table, mirror_to_tensorboard, new_figure, write_figure, write_table
-from .config import ByteExperimentConfig
 from .api import load_byte_model
 from .coder import decode_chunks, encode_chunks
 from .container import HEADER_SIZE
@@ -26,13 +24,6 @@ from .baselines import GENERAL, flac_size, jpegxl_size, png_size
 
 PARAM_BYTES = 2  # parameters counted in bf16
 COLUMNS = ["modality", "codec", "raw_bytes", "chunked_ratio", "unchunked_ratio"]
-
-
-def bench_config(model, overrides: list[str]):
-    stored = model.hparams.get("config") or {}
-    cfg = OmegaConf.merge(OmegaConf.structured(ByteExperimentConfig), stored, parse_overrides(overrides, ByteExperimentConfig))
-    ByteExperimentConfig.check(cfg)
-    return cfg
 
 
 def heldout_items(dm, modality: str, max_bytes: int) -> list[dict]:
@@ -146,10 +137,10 @@ def bar_chart(rows: list[dict], title: str):
 
 
 def run_bench(checkpoint: str, overrides: list[str], out: str | None = None) -> list[dict]:
-    from .train import byte_datamodule
+    from .train import byte_datamodule, stored_config
 
     model = load_byte_model(checkpoint)  # a GPU when there is one: the coding dominates the time
-    cfg = bench_config(model, overrides)
+    cfg = stored_config(model, overrides)
     chunk = cfg.data.chunk_bytes
     if chunk > model.context:
         raise ConfigError(f"data.chunk_bytes={chunk} exceeds the model's context {model.context}")

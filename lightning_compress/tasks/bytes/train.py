@@ -30,6 +30,15 @@ def byte_datamodule(cfg: DictConfig) -> MultimodalBytesDataModule:
     )
 
 
+def stored_config(model: ByteLM, overrides: list[str]) -> DictConfig:
+    """The training run's config kept in the model's checkpoint, with `key=value` overrides
+    (e.g. other data) applied and checked: what eval and bench-codecs read the data with."""
+    stored = model.hparams.get("config") or {}
+    cfg = OmegaConf.merge(OmegaConf.structured(ByteExperimentConfig), stored, parse_overrides(overrides, ByteExperimentConfig))
+    ByteExperimentConfig.check(cfg)
+    return cfg
+
+
 def preflight(cfg: DictConfig) -> None:
     byte_datamodule(cfg)  # missing files fail here, before anything else
 
@@ -66,10 +75,7 @@ def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> in
     from .api import load_byte_model
 
     model = load_byte_model(checkpoint)
-    stored = model.hparams.get("config") or {}
-    cfg = OmegaConf.merge(OmegaConf.structured(ByteExperimentConfig), stored, parse_overrides(overrides, ByteExperimentConfig))
-    ByteExperimentConfig.check(cfg)
-    datamodule = byte_datamodule(cfg)
+    datamodule = byte_datamodule(stored_config(model, overrides))
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=True, devices=1)
     trainer.validate(model, datamodule=datamodule, verbose=False)

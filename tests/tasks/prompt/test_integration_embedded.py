@@ -1,7 +1,6 @@
 """End to end with the real embedded decoder (SmolLM2-135M-Instruct): slow."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
