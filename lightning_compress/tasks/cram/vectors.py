@@ -30,7 +30,7 @@ def save_vectors(path: Path, model_identity: dict, entries: list[dict]) -> None:
     entries = sorted(entries, key=lambda e: e["text_index"])
     atomic_torch_save({
         "format": FORMAT, "model": model_identity,
-        "texts": [{k: v for k, v in e.items() if k != "vectors"} for e in entries],
+        "texts": [{k: v for k, v in e.items() if k not in ("vectors", "model")} for e in entries],
         "vectors": torch.stack([e["vectors"] for e in entries]) if entries else torch.empty(0),
     }, path)
 
