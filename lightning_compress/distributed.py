@@ -48,6 +48,19 @@ def _count(devices) -> int | None:
     return None  # "auto" or -1
 
 
+def launcher_world(env: Mapping | None = None) -> tuple[int, int, int]:
+    """(global rank, world size, processes per node) that torchrun or srun started this
+    process with; (0, 1, 1) when it was started alone."""
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" in env and "RANK" in env:
+        world = int(env["WORLD_SIZE"])
+        return int(env["RANK"]), world, int(env.get("LOCAL_WORLD_SIZE", world))
+    if "SLURM_NTASKS" in env and "SLURM_PROCID" in env:
+        world = int(env["SLURM_NTASKS"])
+        return int(env["SLURM_PROCID"]), world, int(env.get("SLURM_NTASKS_PER_NODE", world))
+    return 0, 1, 1
+
+
 def check_launcher(trainer_kwargs: Mapping, env: Mapping | None = None) -> None:
     """Refuse a trainer.devices / trainer.num_nodes that disagrees with the processes the
     launcher (torchrun or SLURM) started: such a run would hang at the first collective

@@ -1,4 +1,3 @@
-
 import pytest
 
 from lightning_compress.cli import main

@@ -18,7 +18,6 @@ done. A resumed multi-process run needs the same number of processes.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from omegaconf import DictConfig
 
 from ...atomic import atomic_write_text
 from ...config import ConfigError, config_to_dict
+from ...distributed import launcher_world
 from ...reports import (
     finish_figure, mirror_to_tensorboard, new_figure, rows_markdown, write_figure, write_json, write_table,
 )
@@ -39,14 +39,6 @@ COLUMNS = ["text_index", "length", "vectors", "mode", "token_accuracy", "exact_g
            "ce_before_bits", "ce_after_bits", "info_gain_bits", "gain_tokens", "steps", "seconds"]
 MEANS = ["token_accuracy", "exact_greedy", "greedy_prefix", "ce_before_bits", "ce_after_bits", "info_gain_bits",
          "gain_tokens", "steps", "seconds"]
-
-
-def _world() -> tuple[int, int]:
-    """(rank, world size) from torchrun or SLURM; (0, 1) when started alone."""
-    for rank, size in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if rank in os.environ and size in os.environ:
-            return int(os.environ[rank]), int(os.environ[size])
-    return 0, 1
 
 
 def _read_lines(path: Path) -> list[dict]:
@@ -164,12 +156,11 @@ def write_summary(run_dir: Path, rows: list[dict], cfg: DictConfig) -> dict:
     return means
 
 
-def _launch(world: int):
+def _launch(world: int, local: int):
     """Under torchrun / srun: a Lightning Fabric over the launcher's processes (it sets up
     the process group and the device of this rank)."""
     from lightning.fabric import Fabric
 
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", world)))
     fabric = Fabric(accelerator="auto", devices=local, num_nodes=max(1, world // local), strategy="ddp")
     fabric.launch()
     return fabric
@@ -181,8 +172,8 @@ def run_cram(cfg: DictConfig, progress: bool = True) -> dict:
 
     if cfg.task != TASK:
         raise ConfigError(f"lcompress cram needs a `task: cram` experiment, not task={cfg.task!r} (use lcompress train)")
-    rank, world = _world()
-    fabric = _launch(world) if world > 1 else None
+    rank, world, local = launcher_world()
+    fabric = _launch(world, local) if world > 1 else None
     # Rank 0 picks the run folder and tells the others, so that all write into the same one.
     version = plan_run(cfg, resumable=_resumable, what="a results.jsonl")[0] if rank == 0 else None
     version = fabric.broadcast(version, 0) if fabric else version
