@@ -92,11 +92,13 @@ def safe_torch_load(path: str | Path, map_location="cpu") -> dict:
         magic = handle.read(4)
     if magic != b"PK\x03\x04":
         raise CheckpointError(f"{path} is not a checkpoint: not a PyTorch file (it starts with {magic!r})")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"checkpoint {path} is truncated or damaged ({size:,} bytes, its zip directory is missing)")
-    with zipfile.ZipFile(path) as archive:
-        if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint: a zip archive without data.pkl")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"checkpoint {path} is truncated or damaged ({size:,} bytes, its zip directory is missing)") from None
+    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: a zip archive without data.pkl")
     try:
         with torch.serialization.safe_globals(_allowed_types()):
             loaded = torch.load(path, map_location=map_location, weights_only=True)
