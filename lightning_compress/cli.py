@@ -18,7 +18,7 @@ import sys
 
 from .checkpoint_io import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
-from .task import all_tasks, get_task
+from .task import all_tasks, get_task, lazy
 
 
 def _train(args) -> int:
@@ -34,13 +34,6 @@ def _eval(args) -> int:
     if task.evaluate is None:
         raise ConfigError(f"{args.checkpoint}: task {task.name!r} has no `lcompress eval`")
     return task.evaluate(checkpoint, args.overrides, args.out)
-
-
-def _sweep(args) -> int:
-    from .sweep import run_sweep
-
-    records = run_sweep(args.grid, args.overrides)
-    return 1 if any(r["status"] == "failed" for r in records) else 0
 
 
 def _check(args) -> int:
@@ -76,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="train and evaluate every cell of a grid file, then one table and figure")
     p.add_argument("grid", help="grid YAML (kind: sweep), e.g. experiments/prompt/lora_ablation.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every cell's run config")
-    p.set_defaults(run=_sweep)
+    p.set_defaults(run=lazy("lightning_compress.sweep", "sweep_command"))
     p = sub.add_parser("check-config", help="validate experiment and grid YAML files without loading models")
     p.add_argument("configs", nargs="+")
     p.set_defaults(run=_check)

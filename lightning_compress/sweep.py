@@ -228,6 +228,13 @@ def table_rows(cells: list[Cell], records: list[dict], columns: list[str]) -> li
     return rows
 
 
+def sweep_command(args) -> int:
+    """A CLI verb over a grid file (`lcompress sweep`, and task verbs such as `ablation`):
+    exit status 1 if any cell failed."""
+    records = run_sweep(args.grid, args.overrides)
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
 def run_sweep(path: str | Path, overrides: list[str] | tuple = (), train_fn=None) -> list[dict]:
     """Run every cell of a grid file (reusing finished ones), then write its table and figure."""
     grid, task, cells = load_sweep(path, overrides)
