@@ -55,8 +55,11 @@ class CramConfig:
     weight_decay: float = 0.01
     # Stop a text whose best accuracy has not improved for this many steps (0: never).
     patience: int = 0
-    # Give the tokenizer's BOS before the text (the paper: the first token is given, not predicted).
-    bos: bool = True
+    # What is given before the first predicted token (the paper's code: the first token of the
+    # tokenized text, which is BOS for tokenizers that add one, e.g. Llama's, and the text's first
+    # token for those that do not, e.g. Pythia's and SmolLM2's). auto: as the tokenizer does |
+    # true: BOS before the text (all L tokens predicted) | false: the text's first token given.
+    bos: Any = "auto"
 
 
 @dataclass
@@ -87,6 +90,8 @@ class CramExperimentConfig(ExperimentBase):
             raise ConfigError(f"cram.betas={list(c.betas)}; expected [beta1, beta2] in [0, 1)")
         if c.lr <= 0 or c.patience < 0:
             raise ConfigError("cram.lr must be > 0 and cram.patience >= 0")
+        if c.bos not in (False, True, "auto"):
+            raise ConfigError(f"cram.bos={c.bos!r}; expected auto, true or false")
         if cfg.resume not in (False, True, "auto"):
             raise ConfigError(f"resume={cfg.resume!r}; expected false, true or auto")
         if cfg.decoder.dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -81,13 +81,23 @@ def check_same_run(stored: dict, current: dict, run_dir: Path) -> None:
                           "start a new run (resume=false) or use the same settings")
 
 
+def given_bos(setting, tokenizer) -> int | None:
+    """The BOS id given before the text, or None when the text's own first token is given."""
+    bos = tokenizer.bos_token_id
+    if setting == "auto":
+        return bos if bos is not None and tokenizer("a")["input_ids"][:1] == [bos] else None
+    if setting and bos is None:
+        raise ConfigError("cram.bos=true but the tokenizer has no BOS token; use cram.bos=auto or false")
+    return bos if setting else None
+
+
 def cram_texts(cfg: DictConfig, backbone, texts: list, results_path: Path, vectors_path: Path, progress=True) -> list[dict]:
     """Cram `texts` batch by batch, appending to results_path / vectors_path after each batch."""
     from .measure import score
     from .optimise import cram_batch
 
     model, c = backbone.decoder, cfg.cram
-    bos_id = backbone.tokenizer.bos_token_id if c.bos else None
+    bos_id = given_bos(c.bos, backbone.tokenizer)
     identity = {"source": backbone.source, "fingerprint": backbone.fingerprint, "dtype": resolve_dtype(cfg.decoder.dtype)}
     rows, entries = _read_lines(results_path), load_vectors(vectors_path) if vectors_path.is_file() else []
     done = {r["text_index"] for r in rows}
@@ -168,7 +178,7 @@ def _launch(world: int, local: int):
 
 def run_cram(cfg: DictConfig, progress: bool = True) -> dict:
     """The whole command; returns {"metrics": means, "run_dir"} on rank 0 ({} elsewhere)."""
-    from ...backbone import load_backbone
+    from ...backbone import load_configured_backbone
 
     if cfg.task != TASK:
         raise ConfigError(f"lcompress cram needs a `task: cram` experiment, not task={cfg.task!r} (use lcompress train)")
@@ -179,7 +189,7 @@ def run_cram(cfg: DictConfig, progress: bool = True) -> dict:
     version = fabric.broadcast(version, 0) if fabric else version
     run_dir = Path(cfg.output_dir) / cfg.name / f"version_{version}"
     torch.manual_seed(cfg.seed)
-    backbone = load_backbone(cfg.decoder.source, resolve_dtype(cfg.decoder.dtype))
+    backbone = load_configured_backbone(cfg.decoder, resolve_dtype(cfg.decoder.dtype))
     check_fits(cfg, backbone.decoder)
     if fabric is not None:
         backbone.decoder.to(fabric.device)

@@ -1,6 +1,7 @@
 """`lcompress cram`, `cram-decode` and the capacity sweep end to end on the tiny LM saved as a
 model directory: results.jsonl, vectors that decode back, refusals, resume, bad input."""
 
+import copy
 import json
 
 import pytest
@@ -164,3 +165,16 @@ def test_two_processes_share_the_texts_and_rank0_merges(tiny_lm_dir, word_texts,
     merged = _lines(folder / "version_0" / "results.jsonl")
     assert [r["text_index"] for r in merged] == [0, 1, 2, 3, 4] and all(r["exact_greedy"] for r in merged)
     assert run.stdout.count("texts shared by 2 processes") == 1
+
+
+def test_bos_auto_gives_what_the_tokenizer_adds(tiny_lm):
+    from tokenizers.processors import TemplateProcessing
+
+    from lightning_compress.tasks.cram.run import given_bos
+
+    tokenizer = tiny_lm[1]
+    assert given_bos("auto", tokenizer) is None  # adds no BOS: the text's first token is given
+    assert given_bos(True, tokenizer) == 1 and given_bos(False, tokenizer) is None
+    adding = copy.deepcopy(tokenizer)
+    adding._tokenizer.post_processor = TemplateProcessing(single="[BOS] $A", special_tokens=[("[BOS]", 1)])
+    assert adding("the")["input_ids"][0] == 1 and given_bos("auto", adding) == 1
