@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram embed-compress
 
 ##@ Set-up and tests
 
@@ -88,3 +88,8 @@ cram-capacity: ## lengths x k sweep -> runs/cram_capacity/capacity.md + figures;
 
 bench-cram: ## texts/hour at batch 1 vs 16, seconds per step vs length; ARGS="--steps 10 ..."
 	$(PY) benchmarks/bench_cram.py $(ARGS)
+
+##@ Embedding compression (task embeddings: the decoder's token-embedding matrix as factors)
+
+embed-compress: ## SVD / weighted SVD / cosine autoencoder at 4 ratios -> perplexity table + figure; ARGS="key=value ..."
+	$(LCOMPRESS) embed-compress experiments/embeddings/embed_compress.yaml $(ARGS)

@@ -53,6 +53,12 @@ class Backbone:
         return sorted(i for i in ids if i is not None)
 
 
+def load_configured_backbone(decoder, dtype: str | None = None) -> Backbone:
+    """load_backbone from a `decoder:` config block (DecoderConfig); `dtype` overrides its own."""
+    factors = decoder.get("embedding_factors", "") if hasattr(decoder, "get") else getattr(decoder, "embedding_factors", "")
+    return load_backbone(decoder.source, dtype or decoder.dtype, factors)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("LCOMPRESS_CACHE", Path.home() / ".cache" / "lightning_compress"))
 
@@ -168,8 +174,9 @@ def load_tokenizer(source: str):
     return AutoTokenizer.from_pretrained(where)
 
 
-def load_backbone(source: str = EMBEDDED, dtype: str = "float32") -> Backbone:
-    """Load and freeze the decoder named by `decoder.source`."""
+def load_backbone(source: str = EMBEDDED, dtype: str = "float32", embedding_factors: str = "") -> Backbone:
+    """Load and freeze the decoder named by `decoder.source`; with `embedding_factors` (a file
+    of `lcompress embed-compress --save`) its token embedding runs on those factors."""
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"decoder.dtype={dtype!r}; expected auto or one of {sorted(DTYPES)}")
     tokenizer = load_tokenizer(source)
@@ -187,5 +194,9 @@ def load_backbone(source: str = EMBEDDED, dtype: str = "float32") -> Backbone:
             ) from err
     if dtype in DTYPES:
         decoder.to(DTYPES[dtype])
+    if embedding_factors:
+        from .embedding_factors import apply_factors, load_factors
+
+        apply_factors(decoder, load_factors(embedding_factors), fingerprint(decoder), where=embedding_factors)
     freeze(decoder)
     return Backbone(decoder=decoder, tokenizer=tokenizer, source=source, fingerprint=fingerprint(decoder))

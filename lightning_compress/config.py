@@ -67,6 +67,39 @@ class DecoderConfig:
     source: str = "embedded"
     # Weight dtype of the frozen decoder: "float32", "bfloat16", "float16" or "auto".
     dtype: str = "float32"
+    # A file written by `lcompress embed-compress ... --save FILE`: the token embedding (and,
+    # if saved tied, the output head) runs on those factors; "" = the model's own matrix.
+    embedding_factors: str = ""
+
+
+@dataclass
+class TextSourceConfig:
+    """The `data:` keys of every task that reads texts (data_modules/records.py)."""
+
+    # "sample" (CC0 arXiv abstracts shipped in the package), a JSON Lines / JSON / Parquet /
+    # CSV file, a plain text file (one text per line), a directory, a glob, or a hub dataset
+    # id (streamed with `datasets`).
+    source: str = "sample"
+    # Field of a JSON / Parquet / CSV record read as the text.
+    text_field: str = "abstract"
+    # Split of a hub dataset to stream; local files are split by text hash instead.
+    hub_split: str = "train"
+
+
+@dataclass
+class HashSplitConfig(TextSourceConfig):
+    """Texts split into train / val / test by a hash of each text
+    (data_modules.arxiv_abstracts.split_of): no text is in two splits, whatever the order."""
+
+    # Per-mille of texts held out for validation and for test.
+    val_per_mille: int = 50
+    test_per_mille: int = 50
+
+    @staticmethod
+    def check_split(data) -> None:
+        if data.val_per_mille < 0 or data.test_per_mille < 0 or data.val_per_mille + data.test_per_mille >= 1000:
+            raise ConfigError(f"data.val_per_mille={data.val_per_mille}, data.test_per_mille={data.test_per_mille}: "
+                              "each must be >= 0 and together below 1000")
 
 
 def check_keys(user: Any, schema_cls: type, path: str = "") -> None:

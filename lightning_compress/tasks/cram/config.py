@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ...config import ConfigError, DecoderConfig, ExperimentBase
+from ...config import ConfigError, DecoderConfig, ExperimentBase, TextSourceConfig
 
 TASK = "cram"
 MODES = ("full", "progressive")
@@ -23,18 +23,14 @@ class CramDecoderConfig(DecoderConfig):
 
 
 @dataclass
-class CramDataConfig:
-    # "sample" (CC0 arXiv abstracts shipped in the package), a JSON Lines / JSON / Parquet /
-    # CSV file, a plain text file (one text per line), a directory or glob, or a hub id.
-    source: str = "sample"
-    text_field: str = "abstract"
+class CramDataConfig(TextSourceConfig):
+    # source, text_field, hub_split: config.TextSourceConfig.
     # Texts crammed (the first ones of the source with at least cram.length tokens).
     num_texts: int = 16
     # Texts of the source passed over before the first one used (another set of texts).
     skip_texts: int = 0
     # The paper's control: texts of uniformly random token ids (no special tokens) instead.
     random_tokens: bool = False
-    hub_split: str = "train"
 
 
 @dataclass

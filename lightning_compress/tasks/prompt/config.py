@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from ...config import ConfigError, DecoderConfig, TrainedExperiment
+from ...config import ConfigError, DecoderConfig, HashSplitConfig, TrainedExperiment
 
 TASK = "prompt"
 ENCODER_NAMES = ("full", "mlp_free", "lora", "lora_mlp_free")
@@ -44,17 +44,9 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
-    # "sample" (CC0 arXiv abstracts shipped in the package), a file, a directory,
-    # a glob, or a hub dataset id (streamed with `datasets`).
-    source: str = "sample"
+class DataConfig(HashSplitConfig):
+    # source, text_field, hub_split, val_per_mille, test_per_mille: config.HashSplitConfig.
     n_tokens: int = 32
-    text_field: str = "abstract"
-    # Split of a hub dataset to stream; local files are split by text hash instead.
-    hub_split: str = "train"
-    # Per-mille of texts (by hash) held out for validation and for test.
-    val_per_mille: int = 50
-    test_per_mille: int = 50
     val_size: int = 32
     # Global batch: prompts per optimiser step over all devices and nodes.
     batch_size: int = 8
@@ -98,7 +90,6 @@ class PromptExperimentConfig(TrainedExperiment):
         for key in ("model.memory_tokens", "data.n_tokens", "eval.batch_size"):  # data.batch_size: the base check
             if OmegaConf.select(cfg, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
-        if cfg.data.val_per_mille + cfg.data.test_per_mille >= 1000:
-            raise ConfigError("data.val_per_mille + data.test_per_mille must be below 1000")
+        HashSplitConfig.check_split(cfg.data)
         if cfg.eval.split not in ("train", "val", "test", "all"):
             raise ConfigError(f"eval.split={cfg.eval.split!r}; expected train, val, test or all")

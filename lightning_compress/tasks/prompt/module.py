@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from ...backbone import Backbone, load_backbone
+from ...backbone import Backbone, load_configured_backbone
 from ...checkpoint_io import CheckpointError, load_checkpoint, stamp_checkpoint
 from ...metrics import exact_match, prefix_match, rouge_l, sentence_bleu4
 from .config import TASK
@@ -36,7 +36,7 @@ class PromptCompressor(pl.LightningModule):
         cfg = OmegaConf.create(config if isinstance(config, dict) else OmegaConf.to_container(config, resolve=True))
         self.cfg = cfg
         self.save_hyperparameters({"config": OmegaConf.to_container(cfg)})
-        backbone = backbone or load_backbone(cfg.decoder.source, cfg.decoder.dtype)
+        backbone = backbone or load_configured_backbone(cfg.decoder)
         self.backbone_source, self.backbone_fingerprint = backbone.source, backbone.fingerprint
         self.decoder = backbone.decoder
         self.tokenizer = backbone.tokenizer
@@ -158,7 +158,7 @@ class PromptCompressor(pl.LightningModule):
         `path` may also be an already loaded `checkpoint_io.Checkpoint`."""
         ckpt = path if not isinstance(path, (str, os.PathLike)) else load_checkpoint(path, task=TASK)
         cfg = OmegaConf.merge(OmegaConf.create(ckpt.config), OmegaConf.create(overrides or {}))
-        backbone = backbone or load_backbone(cfg.decoder.source, cfg.decoder.dtype)
+        backbone = backbone or load_configured_backbone(cfg.decoder)
         trained = ckpt.backbone or {}
         if backbone.fingerprint != trained.get("fingerprint"):
             raise CheckpointMismatch(

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
 from data_modules.records import resolve_local
 
-from ...backbone import load_backbone
+from ...backbone import load_configured_backbone
 from ...checkpoint_io import load_checkpoint
 from ...config import ConfigError, parse_overrides
 from ...runner import Build, rank_zero_print
@@ -44,7 +44,7 @@ def fsdp_strategy(decoder, encoder_name: str):
 
 
 def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
-    backbone = load_backbone(cfg.decoder.source, cfg.decoder.dtype)
+    backbone = load_configured_backbone(cfg.decoder)
     module = PromptCompressor(cfg, backbone)
     enc = module.encoder
     rank_zero_print(
