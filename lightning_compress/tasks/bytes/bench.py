@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ...codecs import GENERAL
 from ...config import ConfigError
 from ...reports import markdown_table, mirror_to_tensorboard, new_figure, write_figure, write_table
 from .api import load_byte_model
 from .coder import decode_chunks, encode_chunks
 from .container import HEADER_SIZE
-from .baselines import GENERAL, flac_size, jpegxl_size, png_size
+from .baselines import flac_size, jpegxl_size, png_size
 
 PARAM_BYTES = 2  # parameters counted in bf16
 COLUMNS = ["modality", "codec", "raw_bytes", "chunked_ratio", "unchunked_ratio"]
