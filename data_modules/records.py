@@ -1,5 +1,5 @@
 """Text records from local files (JSON Lines, JSON arrays, Parquet, CSV, plain text with one
-record per line; .gz too) or a hub id.
+record per line, MediaWiki XML dumps with one record per prose line; .gz too) or a hub id.
 
 Bad records never stop an epoch: a malformed JSON line, a record without the text field,
 an empty text or bytes that are not UTF-8 are skipped and counted in `SkipLog`, with the
@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import html
 import io
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt", ".xml")
 SAMPLE = "sample"
 
 
@@ -197,7 +199,52 @@ def _plain_lines(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
             yield " ".join(text.split())
 
 
-READERS = {".jsonl": _json_lines, ".json": _json_array_or_lines, ".parquet": _parquet, ".csv": _csv, ".txt": _plain_lines}
+_WIKI_MARKUP = [
+    (re.compile(r"\{\{[^{}]*\}\}"), ""),  # templates (innermost first, repeated below)
+    (re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.S), ""),
+    (re.compile(r"<[^>]+>"), ""),  # other tags
+    (re.compile(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]"), r"\1"),  # [[target|label]] -> label
+    (re.compile(r"\[https?://\S+\s*([^\]]*)\]"), r"\1"),  # [url label] -> label
+    (re.compile(r"'{2,}"), ""),  # bold / italics
+]
+
+
+def _wiki_paragraph(line: str) -> str:
+    for _ in range(3):  # nested templates
+        line = _WIKI_MARKUP[0][0].sub("", line)
+    for pattern, replacement in _WIKI_MARKUP[1:]:
+        line = pattern.sub(replacement, line)
+    return " ".join(html.unescape(line).split())
+
+
+def _wiki_xml(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
+    """A Wikipedia/MediaWiki XML dump (e.g. enwik8): each prose line inside <text> is one text,
+    markup stripped; headings, lists, tables, templates and links-only lines are passed over.
+    `text_field` does not apply."""
+    inside = False
+    with _open_text(path) as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                skips.skip("not UTF-8", f"{path}:{number}")
+                continue
+            if "<text" in text:
+                inside, text = True, text.split(">", 1)[-1]
+            if not inside:
+                continue
+            if "</text>" in text:
+                inside, text = False, text.split("</text>", 1)[0]
+            stripped = html.unescape(text).strip()
+            if not stripped or stripped[0] in "=*#:;|!{}[&<" or stripped.startswith(("{{", "}}")):
+                continue
+            paragraph = _wiki_paragraph(stripped)
+            if len(paragraph) > 1:
+                yield paragraph
+
+
+READERS = {".jsonl": _json_lines, ".json": _json_array_or_lines, ".parquet": _parquet, ".csv": _csv, ".txt": _plain_lines,
+           ".xml": _wiki_xml}
 
 
 def iter_local_texts(files: list[Path], text_field: str, skips: SkipLog) -> Iterator[str]:
