@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram embed-compress
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram embed-compress train-sentence-ae
 
 ##@ Set-up and tests
 
@@ -93,3 +93,8 @@ bench-cram: ## texts/hour at batch 1 vs 16, seconds per step vs length; ARGS="--
 
 embed-compress: ## SVD / weighted SVD / cosine autoencoder at 4 ratios -> perplexity table + figure; ARGS="key=value ..."
 	$(LCOMPRESS) embed-compress experiments/embeddings/embed_compress.yaml $(ARGS)
+
+##@ Sentence autoencoders (task sentence: one vector per sentence)
+
+train-sentence-ae: ## 1+1-layer width-256 sentence autoencoder, ~20 min on CPU; ARGS="model.layers=2 ..."
+	$(LCOMPRESS) train experiments/sentence/sentence_ae.yaml $(ARGS)

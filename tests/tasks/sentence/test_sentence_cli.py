@@ -1,0 +1,52 @@
+"""The sentence task through the CLI on a tiny byte-level model: train, final test files, eval."""
+
+import json
+
+import pytest
+
+from lightning_compress.cli import main
+from lightning_compress.config import ConfigError, load_config
+
+from helpers import EXPERIMENTS
+
+CONFIG = EXPERIMENTS / "sentence" / "sentence_ae.yaml"
+TINY = ["data.tokenizer=bytes", "data.min_tokens=8", "data.max_tokens=48", "data.batch_size=8", "data.val_size=8",
+        "data.test_size=8", "data.val_per_mille=150", "data.test_per_mille=150", "data.shuffle_buffer=8",
+        "model.width=32", "model.heads=4", "model.warmup_steps=1", "eval.precisions=[float32,int8]",
+        "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "trainer.accelerator=cpu"]
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sentences") / "s.txt"
+    words = "the a model vector small tiny text data learn keeps sentence one two three".split()
+    lines = [f"Line {i} keeps {words[i % len(words)]} and {words[(i * 5) % len(words)]}." for i in range(120)]
+    path.write_text("\n".join(lines) + "\nnot valid: \n")
+    return path
+
+
+def test_train_then_eval(tmp_path, sentences, capsys):
+    assert main(["train", str(CONFIG), *TINY, f"data.source={sentences}", f"output_dir={tmp_path}"]) == 0
+    run = tmp_path / "sentence_ae" / "version_0"
+    metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
+    for key in ("token_accuracy", "exact_match", "bytes_per_vector", "utf8_bytes_per_sentence", "bleu",
+                "gzip_bytes_per_sentence", "zstd_bytes_per_sentence", "share_of_bert_base", "share_of_gpt2_small"):
+        assert key in metrics
+    assert metrics["bytes_per_vector"] == 32 * 4 and 0 <= metrics["token_accuracy"] <= 1
+    assert [r["precision"] for r in metrics["by_precision"]] == ["float32", "int8"]
+    assert (run / "eval_test" / "accuracy_vs_length.png").is_file() and (run / "eval_test" / "interpolation.md").is_file()
+    out = tmp_path / "eval_all"
+    assert main(["eval", str(run / "checkpoints" / "best.ckpt"), f"data.source={sentences}", "eval.split=all",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["sentences"] > 8
+    assert "token_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.layers=0", "model.layers"), ("model.layers=13", "model.layers"), ("model.width=30", "width"),
+    ("model.pooling=max", "pooling"), ("model.precision=int4", "precision"), ("data.min_tokens=40", "min_tokens"),
+])
+def test_out_of_range_settings_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIG, [override])
