@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram embed-compress train-sentence-ae
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
 
 ##@ Set-up and tests
 
@@ -96,5 +96,8 @@ embed-compress: ## SVD / weighted SVD / cosine autoencoder at 4 ratios -> perple
 
 ##@ Sentence autoencoders (task sentence: one vector per sentence)
 
-train-sentence-ae: ## 1+1-layer width-256 sentence autoencoder, ~20 min on CPU; ARGS="model.layers=2 ..."
+train-sentence-ae: ## 1+1-layer width-256 sentence autoencoder, ~25 min on CPU; ARGS="model.layers=2 ..."
 	$(LCOMPRESS) train experiments/sentence/sentence_ae.yaml $(ARGS)
+
+bench-sentence: ## seconds per training step: 49k-token vocabulary vs bytes; ARGS="--width 512 ..."
+	$(PY) benchmarks/bench_sentence.py $(ARGS)
