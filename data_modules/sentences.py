@@ -145,6 +145,7 @@ class SentenceDataModule(pl.LightningDataModule):
                             val_per_mille=val_per_mille, test_per_mille=test_per_mille, hub_split=hub_split)
         self.batch_size, self.val_size, self.test_size = batch_size, val_size, test_size
         self.shuffle_buffer, self.num_workers, self.seed = shuffle_buffer, num_workers, seed
+        self._held_out: dict = {}
 
     def stream(self, split: str, limit=None, repeat=False) -> SentenceStream:
         trainer = self.trainer
@@ -153,15 +154,22 @@ class SentenceDataModule(pl.LightningDataModule):
                               repeat=repeat, shuffle_buffer=self.shuffle_buffer if repeat else 0, seed=self.seed,
                               **self.options)
 
-    def _loader(self, stream: SentenceStream, workers: int) -> DataLoader:
-        return DataLoader(stream, batch_size=self.batch_size, num_workers=workers,
+    def loader(self, examples, workers: int = 0) -> DataLoader:
+        return DataLoader(examples, batch_size=self.batch_size, num_workers=workers,
                           collate_fn=partial(pad_batch, pad_id=self.pad_id))
 
+    def held_out(self, split: str, limit=None) -> list[dict]:
+        """This rank's share of a held-out split, read and tokenised once, not at every validation."""
+        key = (split, limit)
+        if key not in self._held_out:
+            self._held_out[key] = list(self.stream(split, limit=limit))
+        return self._held_out[key]
+
     def train_dataloader(self):
-        return self._loader(self.stream("train", repeat=True), self.num_workers)
+        return self.loader(self.stream("train", repeat=True), self.num_workers)
 
     def val_dataloader(self):
-        return self._loader(self.stream("val", limit=self.val_size), 0)
+        return self.loader(self.held_out("val", self.val_size))
 
     def test_dataloader(self):
-        return self._loader(self.stream("test", limit=self.test_size), 0)
+        return self.loader(self.held_out("test", self.test_size))

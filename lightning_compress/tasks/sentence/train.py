@@ -46,8 +46,7 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
 
 def _evaluate_and_write(module, cfg: DictConfig, split: str, folder: Path, log_dir: Path | None) -> dict:
     datamodule = sentence_datamodule(cfg, module.net.pad)
-    limit = cfg.data.test_size if split == "test" else None
-    loader = datamodule._loader(datamodule.stream(split, limit=limit), 0)
+    loader = datamodule.loader(datamodule.held_out(split, cfg.data.test_size if split == "test" else None))
     m = cfg.model
     result = evaluate(module, loader, list(cfg.eval.precisions) or [m.precision], m.precision, cfg.eval.interpolation_steps)
     title = f"{m.layers} layer(s), width {m.width}, {result['metrics']['sentences']} {split} sentences"
