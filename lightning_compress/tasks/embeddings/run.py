@@ -52,19 +52,23 @@ def train_autoencoder(matrix: torch.Tensor, head: torch.Tensor, k: int, settings
 
 
 def factor(method: str, matrix: torch.Tensor, head: torch.Tensor, k: int, counts: torch.Tensor, cfg: DictConfig,
-           scorer_val, run_dir: Path, ratio: float, progress: bool) -> EmbeddingFactors:
+           scorer_val, run_dir: Path, ratio: float, progress: bool, svds: dict) -> EmbeddingFactors:
+    """`svds` holds the SVDs already computed at this k: an autoencoder starts from the one
+    its baseline computed instead of decomposing the matrix again."""
     from .factorize import frequency_weights, truncated_svd, weighted_svd
 
     power = cfg.embed.frequency_power
-    if method == "svd":
-        return truncated_svd(matrix, k)
-    if method == "svd_weighted":
-        return weighted_svd(matrix, counts, k, power)
+
+    def svd(name: str) -> EmbeddingFactors:
+        if name not in svds:
+            svds[name] = truncated_svd(matrix, k) if name == "svd" else weighted_svd(matrix, counts, k, power)
+        return svds[name]
+
+    if method in ("svd", "svd_weighted"):
+        return svd(method)
     settings = cfg.embed.autoencoder
     weighted = method == "autoencoder_weighted"
-    init = None
-    if settings.svd_init:
-        init = weighted_svd(matrix, counts, k, power) if weighted else truncated_svd(matrix, k)
+    init = svd("svd_weighted" if weighted else "svd") if settings.svd_init else None
     factors = train_autoencoder(matrix, head, k, settings, scorer_val, init, run_dir, f"{method}_{ratio:g}x", progress,
                                 frequency_weights(counts, power) if weighted else None)
     factors.method = method
@@ -123,9 +127,10 @@ def run_embed_compress(cfg: DictConfig, save: str | None = None, progress: bool 
     print(f"[embed] original: perplexity {base['perplexity']:.2f} on {scorer.tokens} test tokens")
     kept = None
     for ratio, k in ks.items():
+        svds = {}
         for method in cfg.embed.methods:
             began = time.perf_counter()
-            factors = factor(method, matrix, head_matrix, k, counts, cfg, scorer_val, run_dir, ratio, progress)
+            factors = factor(method, matrix, head_matrix, k, counts, cfg, scorer_val, run_dir, ratio, progress, svds)
             seconds = time.perf_counter() - began
             reconstruction = factors.matrix()
             heads = {"input": head_matrix, **({"tied": reconstruction} if tied else {})}
