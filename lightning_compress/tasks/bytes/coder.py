@@ -22,6 +22,7 @@ import constriction
 from tqdm.auto import tqdm
 from transformers import StaticCache
 
+from ...hf_compat import forward_cache
 from .model import BOS
 
 # constriction is a compiled extension: its submodules are attributes, not importable paths.
@@ -59,7 +60,7 @@ class ChunkStepper:
         """float64 probabilities [B, 256] of the byte at the current position."""
         positions = torch.full_like(self.previous, self.position)
         slot = torch.tensor([self.position], device=self.device)
-        out = self.model(input_ids=self.previous, past_key_values=self.cache, position_ids=positions,
+        out = self.model(input_ids=self.previous, **forward_cache(self.model, self.cache), position_ids=positions,
                          cache_position=slot, use_cache=True)
         logits = out.logits[:, -1, :256].double()
         return torch.softmax(logits, dim=-1).cpu().numpy()

@@ -16,6 +16,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
+
+from ...hf_compat import forward_cache
 
 from .optimise import inputs_and_targets, leading_correct, memory_logits
 
@@ -24,12 +27,11 @@ from .optimise import inputs_and_targets, leading_correct, memory_logits
 def greedy_tokens(model, memory: torch.Tensor, first: torch.Tensor, count: int) -> torch.Tensor:
     """Greedy continuation of [memory; embed(first)] for `count` tokens, [B, count]."""
     embeds = torch.cat([memory.to(model.dtype), model.get_input_embeddings()(first)], 1)
-    out = model(inputs_embeds=embeds, use_cache=True)
-    cache, token = out.past_key_values, out.logits[:, -1].argmax(-1)
+    cache = DynamicCache(config=model.config)  # filled in place by every forward
+    token = model(inputs_embeds=embeds, use_cache=True, **forward_cache(model, cache)).logits[:, -1].argmax(-1)
     tokens = [token]
     for _ in range(count - 1):
-        out = model(input_ids=token[:, None], past_key_values=cache, use_cache=True)
-        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1)
+        token = model(input_ids=token[:, None], use_cache=True, **forward_cache(model, cache)).logits[:, -1].argmax(-1)
         tokens.append(token)
     return torch.stack(tokens, 1)
 

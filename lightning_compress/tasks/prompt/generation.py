@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ...hf_compat import forward_cache
 from .memory import MemoryKV
 
 
@@ -36,7 +37,7 @@ def greedy_regenerate(
             input_ids=tokens,
             attention_mask=mask,
             position_ids=torch.full((batch, 1), position, device=device),
-            past_key_values=cache,
+            **forward_cache(decoder, cache),
             use_cache=True,
         ).logits[:, -1]
         tokens = logits.argmax(-1, keepdim=True)

@@ -18,6 +18,7 @@ import torch
 from transformers import DynamicCache
 
 from ...atomic import atomic_torch_save
+from ...hf_compat import forward_cache
 
 
 @dataclass
@@ -94,7 +95,7 @@ def decoder_logits(decoder, memory: MemoryKV, input_ids: torch.Tensor) -> torch.
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        past_key_values=cache,
+        **forward_cache(decoder, cache),
         use_cache=True,
     )
     return out.logits

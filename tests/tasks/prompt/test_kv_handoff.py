@@ -4,6 +4,7 @@ import torch
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import rotate_half
 
+from lightning_compress.hf_compat import forward_cache, mask_cache
 from lightning_compress.tasks.prompt.encoders import build_encoder
 from lightning_compress.tasks.prompt.memory import MemoryKV, decoder_logits
 
@@ -29,7 +30,7 @@ def test_prefix_kv_equals_decoder_cache(tiny_backbone):
     with torch.no_grad():
         memory = encoder.encode_embeds(decoder.model.embed_tokens(prefix), torch.arange(7).unsqueeze(0))
         cache = DynamicCache(config=decoder.config)
-        decoder(prefix, past_key_values=cache, use_cache=True)
+        decoder(prefix, use_cache=True, **forward_cache(decoder, cache))
     for layer, (k, v) in enumerate(zip(memory.keys, memory.values)):
         torch.testing.assert_close(k, cache.layers[layer].keys, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(v, cache.layers[layer].values, atol=1e-5, rtol=1e-5)
@@ -60,9 +61,10 @@ def test_position_layouts(tiny_backbone):
         cos, sin = paper.rotary_emb(hidden, positions)
         from transformers.masking_utils import create_causal_mask
 
-        mask = create_causal_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None, position_ids=positions)
+        mask = create_causal_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=None, position_ids=positions, **mask_cache(None))
         for block in paper.blocks:
-            hidden = block(hidden, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, position_embeddings=(cos, sin))
+            hidden = block(hidden, attention_mask=mask, position_ids=positions, use_cache=True,
+                           position_embeddings=(cos, sin), **forward_cache(block, cache))
     for layer in range(len(paper.blocks)):
         torch.testing.assert_close(kv_paper.keys[layer], cache.layers[layer].keys[:, :, -m:], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(kv_paper.values[layer], cache.layers[layer].values[:, :, -m:], atol=1e-5, rtol=1e-5)
@@ -90,5 +92,5 @@ def test_to_cache_builds_a_fresh_cache_each_time(tiny_backbone):
     a, b = memory.to_cache(decoder.config), memory.to_cache(decoder.config)
     text = torch.randint(0, 100, (1, 4))
     with torch.no_grad():
-        decoder(text, past_key_values=a, use_cache=True, position_ids=torch.arange(3, 7).unsqueeze(0))
+        decoder(text, use_cache=True, **forward_cache(decoder, a), position_ids=torch.arange(3, 7).unsqueeze(0))
     assert a.get_seq_length() == 7 and b.get_seq_length() == 3 and memory.num_slots == 3
