@@ -19,7 +19,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -46,6 +46,18 @@ class Build:
     progress_refresh: int = 1
 
 
+class ValidateAtLastStep(Callback):
+    """Validate at the run's last optimiser step if the schedule would not: Lightning runs a
+    validation at the batch where `trainer.should_stop` is set, so a run shorter than
+    `trainer.val_check_interval` (or not a multiple of it) still ends with validation
+    metrics, TensorBoard samples and a best checkpoint. A step that validates anyway is not
+    validated twice (one check per batch). Every rank sets the flag at the same step."""
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
 @rank_zero_only
 def rank_zero_print(*args) -> None:
     print(*args)
@@ -68,7 +80,7 @@ def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks:
     per-device micro-batch (set on `datamodule`) plus gradient accumulation."""
     run_dir = Path(logger.log_dir)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min", save_top_k=1, save_last=True)
-    all_callbacks = [best, LearningRateMonitor(logging_interval="step")]
+    all_callbacks = [best, LearningRateMonitor(logging_interval="step"), ValidateAtLastStep()]
     if kwargs.get("enable_progress_bar", True):
         all_callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     if cfg.checkpoint_every_n_steps:
