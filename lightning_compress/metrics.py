@@ -7,9 +7,14 @@
   abbreviations such as "e.g.", so scores can differ from the papers' in the third digit.
 - `corpus_bleu`: NLTK corpus BLEU-4 (method 1) over the same tokens.
 - `exact_match`: 1 if the stripped strings are equal, else 0 (500xCompressor's EM).
-- `prefix_match`: AOC's "exact match": characters of the reference before the first
-  mismatch, divided by the reference length (0 for empty output; AOC's code crashes there).
-- `rouge_l`: ROUGE-L F1 (rouge-score package, no stemming).
+- `prefix_match`: AOC's "exact match" (`compute_exact_match`): on both strings with newlines
+  mapped to spaces and stripped (as AOC's prediction step writes them), the characters of
+  the reference before the first mismatch divided by the reference length (0 for empty
+  output; AOC's code crashes there).
+- `rouge_l`: ROUGE-L F1 of the rouge-score package (Google's, no stemming): ours.
+- `rouge_l_paper`: ROUGE-L F of the `rouge` package (pltrdy 1.0.1), which the papers use: it
+  splits sentences at every "." and scores a summary-level LCS, so it differs from
+  `rouge_l` by up to ~0.5 on the same pair; compare with the papers in this column only.
 - `token_accuracy`: teacher-forced next-token argmax accuracy over the n prompt tokens + EOS,
   computed in the module (the cramming paper's accuracy).
 """
@@ -52,7 +57,13 @@ def exact_match(reference: str, candidate: str) -> float:
     return float(reference.strip() == candidate.strip())
 
 
+def one_line(text: str) -> str:
+    """A text as AOC's prediction step writes it: newlines as spaces, stripped."""
+    return text.replace("\n", " ").strip()
+
+
 def prefix_match(reference: str, candidate: str) -> float:
+    reference, candidate = one_line(reference), one_line(candidate)
     if not reference:
         return float(not candidate)
     matched = 0
@@ -74,6 +85,27 @@ def rouge_l(reference: str, candidate: str) -> float:
     return float(_rouge().score(reference, candidate)["rougeL"].fmeasure)
 
 
+@lru_cache(maxsize=1)
+def _paper_rouge():
+    from rouge import Rouge
+
+    return Rouge(metrics=["rouge-l"])
+
+
+def rouge_l_paper(reference: str, candidate: str) -> float:
+    reference, candidate = one_line(reference), one_line(candidate)
+    # pltrdy's rouge refuses a text with no words (ValueError "... is empty"): score 0, as
+    # an empty regeneration shares nothing with its reference.
+    if not any(s.split() for s in candidate.split(".")) or not any(s.split() for s in reference.split(".")):
+        return 0.0
+    return float(_paper_rouge().get_scores(candidate, reference)[0]["rouge-l"]["f"])
+
+
+# Per-sample metrics, (reference, candidate) -> float, averaged over samples.
+PER_SAMPLE = {"bleu": sentence_bleu4, "exact_match": exact_match, "prefix_match": prefix_match,
+              "rouge_l": rouge_l, "rouge_l_paper": rouge_l_paper}
+
+
 def regeneration_metrics(references: list[str], candidates: list[str]) -> dict[str, float]:
     """Mean of every per-sample metric plus corpus BLEU, over aligned lists."""
     if len(references) != len(candidates):
@@ -81,12 +113,10 @@ def regeneration_metrics(references: list[str], candidates: list[str]) -> dict[s
     if not references:
         raise ValueError("no samples to score")
     count = len(references)
-    totals = {"bleu": 0.0, "exact_match": 0.0, "prefix_match": 0.0, "rouge_l": 0.0}
+    totals = {name: 0.0 for name in PER_SAMPLE}
     for ref, cand in zip(references, candidates):
-        totals["bleu"] += sentence_bleu4(ref, cand)
-        totals["exact_match"] += exact_match(ref, cand)
-        totals["prefix_match"] += prefix_match(ref, cand)
-        totals["rouge_l"] += rouge_l(ref, cand)
+        for name, fn in PER_SAMPLE.items():
+            totals[name] += fn(ref, cand)
     result = {key: value / count for key, value in totals.items()}
     result["corpus_bleu"] = corpus_bleu4(references, candidates)
     result["samples"] = count

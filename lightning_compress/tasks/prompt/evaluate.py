@@ -18,7 +18,7 @@ from ...metrics import regeneration_metrics
 from ...reports import rows_markdown, write_json, write_table
 
 COLUMNS = [
-    "encoder", "n", "m", "ratio", "bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l",
+    "encoder", "n", "m", "ratio", "bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l", "rouge_l_paper",
     "token_accuracy", "samples", "trainable_params",
 ]
 
@@ -62,7 +62,7 @@ def evaluate(module, datamodule, split: str = "test", num_samples: int = 64, bat
         "n": n,
         "m": m,
         "ratio": n / m,
-        **{k: scores[k] for k in ("bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l")},
+        **{k: scores[k] for k in ("bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l", "rouge_l_paper")},
         "token_accuracy": correct / total,
         "samples": scores["samples"],
         "trainable_params": module.encoder.trainable_parameter_count(),
