@@ -2,11 +2,18 @@
 
 Splits are decided by a hash of the normalised text (sha1, not Python's salted `hash`), so
 they are the same on every machine and run, and a text can never sit in two splits.
-Texts with fewer than n tokens are skipped and counted, never padded into the metric.
+Texts with fewer than n tokens are skipped and counted, unless `pad_to_n` pads them with
+`pad_id` up to n as 500xCompressor and AOC do (their pads are targets too).
+
+Order: the training stream of each shard goes through a seeded shuffle buffer, reseeded per
+(seed, shard, pass), so every pass has a new order and a resumed run sees the same one.
 
 Sharding: an example goes to shard `index % (world_size * num_workers)` where index counts
 the split's records in file order, and shard = rank * num_workers + worker id. Shards are
-disjoint and together cover the split; each rank sees every example once per epoch.
+disjoint and together cover the split; each rank sees every example once per epoch. A hub
+dataset is instead split by `datasets.distributed.split_dataset_by_node` over the same
+readers (whole files per reader when its file shards divide evenly, else one record in N),
+so no reader streams the whole dataset for a share of it.
 
 Resume: the training loader is stateful. Its state is the number of batches the trainer has
 consumed; a resumed loader makes each worker skip exactly the examples it had already
@@ -18,12 +25,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import random
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .records import SkipLog, iter_texts
+from .records import SkipLog, is_hub_source, iter_texts, shuffled
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +69,20 @@ class AbstractsStream(IterableDataset):
         world_size=1,
         hub_split="train",
         repeat=False,
+        pad_to_n=False,
+        pad_id=None,
+        shuffle_buffer=0,
+        seed=0,
     ):
+        if pad_to_n and pad_id is None:
+            raise ValueError("pad_to_n needs a pad_id")
         if split not in SPLITS:
             raise ValueError(f"split={split!r}; expected one of {SPLITS}")
         self.source, self.split, self.tokenizer, self.n_tokens = source, split, tokenizer, n_tokens
         self.text_field, self.val_per_mille, self.test_per_mille = text_field, val_per_mille, test_per_mille
         self.limit, self.rank, self.world_size, self.hub_split = limit, rank, world_size, hub_split
-        self.repeat = repeat
+        self.repeat, self.pad_to_n, self.pad_id = repeat, pad_to_n, pad_id
+        self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.skips = SkipLog()
         # Examples this shard already delivered before a resume (set by ResumableLoader).
         self.resume_skip = 0
@@ -85,13 +100,18 @@ class AbstractsStream(IterableDataset):
         workers, role = self._worker_role()
         return self.rank * workers + role, self.world_size * workers
 
-    def _split_texts(self):
-        for text in iter_texts(self.source, self.text_field, self.skips, self.hub_split):
+    def _split_texts(self, shard: tuple[int, int] | None = None):
+        for text in iter_texts(self.source, self.text_field, self.skips, self.hub_split, shard):
             if self.split == "all" or split_of(text, self.val_per_mille, self.test_per_mille) == self.split:
                 yield text
 
     def _ids(self, text: str):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            self.skips.skip("no tokens", f"{self.split} split")
+            return None
+        if len(ids) < self.n_tokens and self.pad_to_n:
+            return ids + [self.pad_id] * (self.n_tokens - len(ids))
         if len(ids) < self.n_tokens:
             self.skips.skip(f"shorter than n_tokens={self.n_tokens}", f"{self.split} split")
             return None
@@ -114,27 +134,35 @@ class AbstractsStream(IterableDataset):
         if not self.repeat:
             yield from self._one_pass()
             return
+        pass_index = 0
         # Training repeats the split forever and stops at trainer.max_steps: every DDP rank
         # always has a next batch, so no rank waits at an epoch end that others never reach
         # (shards may differ by a few examples, which would otherwise hang gradient sync).
         while True:
             produced = 0
-            for example in self._one_pass():
+            for example in self._one_pass(pass_index):
                 produced += 1
                 yield example
+            pass_index += 1
             if not produced:
                 raise ValueError(
                     f"the {self.split} split of data.source={self.source!r} gives this shard no text with at "
                     f"least {self.n_tokens} tokens; {self.skips.summary()}"
                 )
 
-    def _one_pass(self):
+    def _one_pass(self, pass_index: int = 0):
         shard, shards = self._shard()
         self.skips = SkipLog()
         produced = 0
         if self.limit is None:
-            # Shard first, tokenise only this shard's texts.
-            candidates = (t for i, t in enumerate(self._split_texts()) if i % shards == shard)
+            # Shard first, tokenise only this shard's texts. A hub dataset is split by
+            # `datasets` itself (whole files per reader where they divide evenly).
+            if is_hub_source(self.source):
+                candidates = self._split_texts((shard, shards))
+            else:
+                candidates = (t for i, t in enumerate(self._split_texts()) if i % shards == shard)
+            if self.shuffle_buffer > 1:
+                candidates = shuffled(candidates, self.shuffle_buffer, random.Random(f"{self.seed}:{shard}:{pass_index}"))
             for text in candidates:
                 ids = self._ids(text)
                 if ids is not None:
@@ -208,6 +236,12 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
         test_per_mille=50,
         num_workers=0,
         hub_split="train",
+        pad_to_n=False,
+        pad_id=None,
+        shuffle_buffer=0,
+        seed=0,
+        val_source="",
+        test_source="",
     ):
         super().__init__()
         self.tokenizer = tokenizer
@@ -215,9 +249,12 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
         self.batch_size, self.val_size, self.eval_size, self.eval_batch_size = batch_size, val_size, eval_size, eval_batch_size
         self.val_per_mille, self.test_per_mille = val_per_mille, test_per_mille
         self.num_workers, self.hub_split = num_workers, hub_split
+        self.pad_to_n, self.pad_id, self.shuffle_buffer, self.seed = pad_to_n, pad_id, shuffle_buffer, seed
+        # A split read from its own file (every record of it) instead of by hash from `source`.
+        self.split_sources = {"val": val_source, "test": test_source}
 
     @classmethod
-    def from_config(cls, data_cfg, eval_cfg, tokenizer) -> "ArxivAbstractsDataModule":
+    def from_config(cls, data_cfg, eval_cfg, tokenizer, pad_id=None, seed=0) -> "ArxivAbstractsDataModule":
         return cls(
             tokenizer,
             source=data_cfg.source,
@@ -231,6 +268,12 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
             test_per_mille=data_cfg.test_per_mille,
             num_workers=data_cfg.num_workers,
             hub_split=data_cfg.hub_split,
+            pad_to_n=data_cfg.pad_to_n,
+            pad_id=pad_id,
+            shuffle_buffer=data_cfg.shuffle_buffer,
+            seed=seed,
+            val_source=data_cfg.val_source,
+            test_source=data_cfg.test_source,
         )
 
     def _rank_world(self) -> tuple[int, int]:
@@ -241,8 +284,10 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str, limit=None, rank=None, world_size=None, repeat=False):
         default_rank, default_world = self._rank_world()
+        own = self.split_sources.get(split)
+        source, split = (own, "all") if own else (self.source, split)
         return AbstractsStream(
-            self.source,
+            source,
             split,
             self.tokenizer,
             self.n_tokens,
@@ -254,6 +299,10 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
             world_size=default_world if world_size is None else world_size,
             hub_split=self.hub_split,
             repeat=repeat,
+            pad_to_n=self.pad_to_n,
+            pad_id=self.pad_id,
+            shuffle_buffer=self.shuffle_buffer if repeat else 0,
+            seed=self.seed,
         )
 
     def _loader(self, dataset, batch_size: int) -> DataLoader:

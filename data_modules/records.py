@@ -15,6 +15,7 @@ import html
 import io
 import json
 import logging
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,19 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt", ".xml")
 SAMPLE = "sample"
+
+
+def shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    """Items in a seeded random order, holding at most `size` at a time (a shuffle buffer:
+    a stream is never read whole). The same items and rng state give the same order, which
+    is what lets a resumed run skip exactly what it had already seen."""
+    buffer = []
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= size:
+            yield buffer.pop(rng.randrange(len(buffer)))
+    rng.shuffle(buffer)
+    yield from buffer
 
 
 def shipped_sample() -> Path:
@@ -252,19 +266,39 @@ def iter_local_texts(files: list[Path], text_field: str, skips: SkipLog) -> Iter
         yield from READERS[_kind(path)](path, text_field, skips)
 
 
-def iter_hub_texts(dataset_id: str, split: str, text_field: str, skips: SkipLog) -> Iterator[str]:
-    """Stream a hub dataset (needs network or a local `datasets` cache)."""
+def iter_hub_texts(dataset_id: str, split: str, text_field: str, skips: SkipLog, shard: tuple[int, int] | None = None) -> Iterator[str]:
+    """Stream a hub dataset (needs network or a local `datasets` cache). With `shard`
+    (index, count), only that reader's share: `datasets.distributed.split_dataset_by_node`
+    gives each reader whole files when the dataset's file shards divide evenly among the
+    readers, and otherwise streams everything and keeps one record in `count`."""
     from datasets import load_dataset
 
     stream = load_dataset(dataset_id, split=split, streaming=True)
-    for index, record in enumerate(stream):
-        text = _clean(record.get(text_field), f"{dataset_id}[{split}][{index}]", skips, text_field)
+    if shard is not None and shard[1] > 1:
+        from datasets.distributed import split_dataset_by_node
+
+        index, count = shard
+        if index == 0:
+            how = ("each reads its own files" if stream.num_shards % count == 0
+                   else "not divisible: each streams every file and keeps 1 record in %d" % count)
+            log.info("hub dataset %s: %d file shards over %d readers (ranks x workers): %s",
+                     dataset_id, stream.num_shards, count, how)
+        stream = split_dataset_by_node(stream, rank=index, world_size=count)
+    for position, record in enumerate(stream):
+        text = _clean(record.get(text_field), f"{dataset_id}[{split}][{position}]", skips, text_field)
         if text is not None:
             yield text
 
 
-def iter_texts(source: str, text_field: str, skips: SkipLog, hub_split: str = "train") -> Iterator[str]:
+def is_hub_source(source: str) -> bool:
+    return resolve_local(source) is None
+
+
+def iter_texts(source: str, text_field: str, skips: SkipLog, hub_split: str = "train",
+               shard: tuple[int, int] | None = None) -> Iterator[str]:
+    """Texts of `source`. `shard` (index, count) is honoured by hub sources only (their
+    reader's share, see iter_hub_texts); local files are read whole and sharded by the caller."""
     files = resolve_local(source)
     if files is None:
-        return iter_hub_texts(source, hub_split, text_field, skips)
+        return iter_hub_texts(source, hub_split, text_field, skips, shard)
     return iter_local_texts(files, text_field, skips)

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .arxiv_abstracts import split_of
-from .records import SkipLog, iter_texts
+from .records import SkipLog, iter_texts, shuffled
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class SentenceStream(IterableDataset):
         shard, shards = self._shard()
         mine = (item for i, item in enumerate(self.usable()) if i % shards == shard)
         if self.shuffle_buffer > 1:
-            mine = _shuffled(mine, self.shuffle_buffer, random.Random(f"{self.seed}:{shard}:{pass_index}"))
+            mine = shuffled(mine, self.shuffle_buffer, random.Random(f"{self.seed}:{shard}:{pass_index}"))
         for sentence, ids in mine:
             yield {"ids": torch.tensor(ids, dtype=torch.long), "text": sentence}
         if shard == 0 and (self.counts or self.skips.total):
@@ -111,16 +111,6 @@ class SentenceStream(IterableDataset):
                 raise ValueError(f"the {self.split} split of data.source={self.source!r} gives this shard no sentence "
                                  f"of {self.min_tokens}..{self.max_tokens} tokens; {self.report()}")
             pass_index += 1
-
-
-def _shuffled(items, size: int, rng: random.Random):
-    buffer = []
-    for item in items:
-        buffer.append(item)
-        if len(buffer) >= size:
-            yield buffer.pop(rng.randrange(len(buffer)))
-    rng.shuffle(buffer)
-    yield from buffer
 
 
 def pad_batch(batch: list[dict], pad_id: int) -> dict:

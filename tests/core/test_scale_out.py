@@ -16,6 +16,7 @@ import torch
 
 from data_modules.arxiv_abstracts import ArxivAbstractsDataModule, ResumableLoader, collate, split_of
 from data_modules.records import shipped_sample
+from lightning_compress.config import load_config
 
 DRIVER = Path(__file__).resolve().parent / "drivers" / "record_train.py"
 VAL_PM, TEST_PM = 200, 200
@@ -107,9 +108,12 @@ def test_sigkilled_run_resumes_same_data_order(tmp_path, tiny_backbone_session):
     resumed = [r for r in _records(tmp_path, 0) if r["kind"] == "train"]
     assert [r["step"] for r in resumed] == list(range(saved_step + 1, steps + 1))
 
-    # The order an uninterrupted run sees: the loader's own stream from the start.
-    dm = ArxivAbstractsDataModule(tiny_backbone_session.tokenizer, source=str(data), n_tokens=12, batch_size=batch,
-                                  val_per_mille=VAL_PM, test_per_mille=TEST_PM, num_workers=2)
+    # The order an uninterrupted run sees: the loader's own stream from the start (shuffled,
+    # seeded as the run's config says).
+    cfg = load_config(None, common)  # as the driver builds it
+    assert cfg.data.shuffle_buffer > 1, "the test should cover the shuffled order"
+    dm = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, tiny_backbone_session.tokenizer, seed=cfg.seed)
+    dm.batch_size = batch
     stream = iter(ResumableLoader(dm.dataset("train", repeat=True, rank=0, world_size=1), lambda: 0,
                                   batch_size=batch, collate_fn=collate, num_workers=2))
     expected = [next(stream)["text"] for _ in range(steps)]

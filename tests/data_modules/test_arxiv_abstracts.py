@@ -124,3 +124,54 @@ def test_training_stream_repeats_the_split(tokenizer):
 def test_training_stream_without_usable_text_fails_clearly(tokenizer):
     with pytest.raises(ValueError, match="no text with at least 5000 tokens"):
         next(iter(AbstractsStream("sample", "val", tokenizer, n_tokens=5000, repeat=True)))
+
+
+def test_pad_to_n_pads_short_texts_with_the_pad_id_instead_of_skipping(tokenizer):
+    stream = AbstractsStream("sample", "val", tokenizer, n_tokens=200, pad_to_n=True, pad_id=7)
+    examples = list(stream)
+    assert {tuple(e["input_ids"].shape) for e in examples} == {(200,)}
+    assert stream.skips.total == 0
+    assert len(examples) == len(list(AbstractsStream("sample", "val", tokenizer, n_tokens=1)))
+    padded = [e for e in examples if len(tokenizer(e["text"], add_special_tokens=False)["input_ids"]) < 200]
+    assert padded, "the val split should hold texts shorter than 200 tokens"
+    ids = padded[0]["input_ids"].tolist()
+    real = tokenizer(padded[0]["text"], add_special_tokens=False)["input_ids"]
+    assert ids == real + [7] * (200 - len(real))
+
+
+def test_training_order_is_a_seeded_shuffle_new_at_every_pass(tokenizer):
+    def first(seed, count):
+        stream = iter(AbstractsStream("sample", "val", tokenizer, n_tokens=8, repeat=True, shuffle_buffer=64, seed=seed))
+        return [next(stream)["text"] for _ in range(count)]
+
+    file_order = _texts(AbstractsStream("sample", "val", tokenizer, n_tokens=8))
+    size = len(file_order)
+    two_passes = first(0, 2 * size)
+    assert two_passes == first(0, 2 * size), "the same seed must give the same order"
+    assert two_passes[:size] != file_order and sorted(two_passes[:size]) == sorted(file_order)
+    assert two_passes[size:] != two_passes[:size] and sorted(two_passes[size:]) == sorted(file_order)
+    assert first(1, size) != two_passes[:size]
+
+
+def test_test_source_replaces_the_hash_split_with_every_record_of_its_file(tmp_path, tokenizer):
+    later = [f"An abstract from a later period, number {i}, about memory tokens and frozen decoders." for i in range(5)]
+    path = tmp_path / "later.jsonl"
+    path.write_text("".join(json.dumps({"abstract": t}) + "\n" for t in later))
+    dm = ArxivAbstractsDataModule(tokenizer, n_tokens=8, eval_size=10, test_source=str(path))
+    assert _texts(dm.dataset("test")) == later
+    assert _texts(dm.dataset("val"))[:3] == _texts(AbstractsStream("sample", "val", tokenizer, n_tokens=8))[:3]
+
+
+@pytest.mark.parametrize("files", [4, 3])
+def test_hub_data_is_split_by_datasets_across_readers(tmp_path, files, caplog):
+    # 4 files over 2 readers: whole files each; 3 files: every reader keeps 1 record in 2.
+    from data_modules.records import iter_hub_texts
+
+    texts = [f"Hub abstract {i} about memory tokens." for i in range(12)]
+    (tmp_path / "data").mkdir()
+    for f in range(files):
+        (tmp_path / "data" / f"train-{f}.jsonl").write_text("".join(json.dumps({"abstract": t}) + "\n" for t in texts[f::files]))
+    with caplog.at_level("INFO", logger="data_modules.records"):
+        shares = [list(iter_hub_texts(str(tmp_path), "train", "abstract", SkipLog(), shard=(i, 2))) for i in range(2)]
+    assert not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == sorted(texts)
+    assert ("each reads its own files" if files == 4 else "keeps 1 record in 2") in caplog.text
