@@ -17,7 +17,7 @@ from ...reports import finish_figure, new_figure
 from ...sweep import SweepConfig, SweepSpec
 from .config import ENCODER_NAMES, TASK
 
-COLUMNS = ["encoder", "n", "m", "ratio", "bleu", "exact_match", "prefix_match", "rouge_l", "token_accuracy", "trainable_params"]
+COLUMNS = ["encoder", "n", "m", "ratio", "bleu", "exact_match", "prefix_match", "rouge_l", "rouge_l_paper", "token_accuracy", "trainable_params"]
 
 
 @dataclass
@@ -60,10 +60,12 @@ def check_data_supply(cells: list) -> None:
     for cell in cells:
         cfg = cell.config
         resolve_local(cfg.data.source)
-        key = (cfg.decoder.source, cfg.data.source, cfg.data.text_field, cfg.data.n_tokens, cfg.data.val_per_mille, cfg.data.test_per_mille)
+        # With data.pad_to_n every non-empty text is a prompt (padded up to n).
+        shortest = 1 if cfg.data.pad_to_n else cfg.data.n_tokens
+        key = (cfg.decoder.source, cfg.data.source, cfg.data.text_field, shortest, cfg.data.val_per_mille, cfg.data.test_per_mille)
         if key not in seen:
             tokenizer = load_tokenizer(cfg.decoder.source)
-            seen[key] = probe_supply(cfg.data.source, tokenizer, cfg.data.n_tokens, cfg.data.text_field,
+            seen[key] = probe_supply(cfg.data.source, tokenizer, shortest, cfg.data.text_field,
                                      cfg.data.val_per_mille, cfg.data.test_per_mille, cfg.data.hub_split)
         counts = seen[key]
         needs = {"train": cfg.data.batch_size, "val": min(cfg.data.val_size, 1), "test": 1}
@@ -76,7 +78,8 @@ def check_data_supply(cells: list) -> None:
             raise ConfigError(
                 f"cell {cell.name}: data.source={cfg.data.source!r} cannot supply prompts of n={cfg.data.n_tokens} "
                 f"tokens: texts with at least n tokens in {scope} per split: {'; '.join(short)} "
-                f"(needed: data.batch_size for train, data.val_size for val, eval.num_samples for test)"
+                f"(needed: data.batch_size for train, data.val_size for val, eval.num_samples for test); "
+                "data.pad_to_n=true pads shorter texts up to n, as the papers do"
             )
 
 

@@ -11,6 +11,8 @@ from ...config import ConfigError, DecoderConfig, HashSplitConfig, TrainedExperi
 TASK = "prompt"
 ENCODER_NAMES = ("full", "mlp_free", "lora", "lora_mlp_free")
 POSITION_LAYOUTS = ("consistent", "paper")
+MEMORY_INITS = ("embedding_std", "normal")
+MASTER_WEIGHTS = ("float32", "decoder")
 
 
 @dataclass
@@ -34,9 +36,25 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     memory_tokens: int = 4
     position_layout: str = "consistent"
-    # The encoder reads [BOS] + prompt (the start its pretrained blocks were trained on).
+    # The encoder reads [BOS] + prompt (ours: the start its pretrained blocks were trained on);
+    # the papers' encoders read the prompt alone (add_special_tokens=False): false.
     encoder_bos: bool = True
+    # Initial memory slots: embedding_std (randn x std of the token embeddings, the cramming
+    # paper's init; ours) | normal (randn, N(0, 1), as AOC's code).
+    memory_init: str = "embedding_std"
+    # Target after the text, and a generation stop: "" = the tokenizer's EOS; a token string
+    # ("<|end_of_text|>": the papers' 128001 on Llama-3) or an id.
+    eos_token: str = ""
+    # Dtype of the trained weights: float32 (fp32 master weights beside a bf16 decoder, true
+    # mixed precision) | decoder (the decoder's dtype: pure bf16 with a bf16 decoder, AOC's code).
+    master_weights: str = "float32"
     lr: float = 5e-4
+    # Warm start: the first this many steps train the encoder to match the frozen decoder's
+    # per-layer hidden states (PromptCompressor.distill_loss) instead of regenerating.
+    distill_steps: int = 0
+    # After the warm start, the same loss x this weight is added to the regeneration loss
+    # (keeps the encoder's states near the decoder's while it learns; 0: off).
+    distill_weight: float = 0.0
     weight_decay: float = 0.0
     warmup_steps: int = 30
     # Greedy regeneration length limit in tokens; 0 means n_tokens + 8.
@@ -47,6 +65,15 @@ class ModelConfig:
 class DataConfig(HashSplitConfig):
     # source, text_field, hub_split, val_per_mille, test_per_mille: config.HashSplitConfig.
     n_tokens: int = 32
+    # Texts shorter than n: false skips (and counts) them; true pads them with the pad token
+    # (= EOS) up to n, and the pads are targets, as 500xCompressor and AOC train.
+    pad_to_n: bool = False
+    # Training texts pass through a seeded shuffle buffer of this many per shard (0: file order).
+    shuffle_buffer: int = 1024
+    # Validation / test from their own files (every record) instead of by hash from `source`;
+    # "" = the hash split. The papers test on abstracts from a later period than training.
+    val_source: str = ""
+    test_source: str = ""
     val_size: int = 32
     # Global batch: prompts per optimiser step over all devices and nodes.
     batch_size: int = 8
@@ -87,6 +114,15 @@ class PromptExperimentConfig(TrainedExperiment):
             raise ConfigError(f"model.encoder.name={cfg.model.encoder.name!r}; expected one of {ENCODER_NAMES}")
         if cfg.model.position_layout not in POSITION_LAYOUTS:
             raise ConfigError(f"model.position_layout={cfg.model.position_layout!r}; expected one of {POSITION_LAYOUTS}")
+        if cfg.model.memory_init not in MEMORY_INITS:
+            raise ConfigError(f"model.memory_init={cfg.model.memory_init!r}; expected one of {MEMORY_INITS}")
+        if cfg.model.master_weights not in MASTER_WEIGHTS:
+            raise ConfigError(f"model.master_weights={cfg.model.master_weights!r}; expected one of {MASTER_WEIGHTS}")
+        if cfg.model.distill_steps < 0 or cfg.model.distill_weight < 0:
+            raise ConfigError("model.distill_steps and model.distill_weight must be >= 0, got "
+                              f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")
+        if cfg.data.shuffle_buffer < 0:
+            raise ConfigError(f"data.shuffle_buffer must be >= 0, got {cfg.data.shuffle_buffer}")
         for key in ("model.memory_tokens", "data.n_tokens", "eval.batch_size"):  # data.batch_size: the base check
             if OmegaConf.select(cfg, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")

@@ -19,11 +19,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...backbone import Backbone, load_configured_backbone
 from ...checkpoint_io import CheckpointError, load_checkpoint, stamp_checkpoint
-from ...metrics import exact_match, prefix_match, rouge_l, sentence_bleu4
-from .config import TASK
+from ...config import ConfigError
+from ...metrics import PER_SAMPLE
+from .config import TASK, PromptExperimentConfig
 from .encoders import build_encoder
 from .generation import greedy_regenerate
 from .memory import MemoryKV, decoder_logits
+
+
+def target_eos_id(tokenizer, eos_token: str) -> int:
+    """The id of `model.eos_token`: "" for the tokenizer's EOS, a token such as
+    "<|end_of_text|>" (the papers' 128001 on Llama-3), or a number."""
+    if not eos_token:
+        return tokenizer.eos_token_id
+    if str(eos_token).isdigit() and int(eos_token) < len(tokenizer):
+        return int(eos_token)
+    token_id = tokenizer.convert_tokens_to_ids(str(eos_token))
+    if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != eos_token:
+        raise ConfigError(f"model.eos_token={eos_token!r} is not a token of the decoder's tokenizer "
+                          f"(its EOS is {tokenizer.eos_token!r}); give a token string or an id below {len(tokenizer)}")
+    return token_id
 
 
 class CheckpointMismatch(CheckpointError):
@@ -43,8 +58,12 @@ class PromptCompressor(pl.LightningModule):
         self.bos_token_id = self.tokenizer.bos_token_id
         if self.bos_token_id is None:
             raise ValueError(f"tokenizer of decoder.source={backbone.source!r} has no BOS token")
-        self.eos_token_ids = backbone.eos_token_ids
-        self.target_eos_id = self.tokenizer.eos_token_id
+        # The target after the text (model.eos_token, else the tokenizer's EOS); generation
+        # stops at it and at every EOS the decoder knows.
+        self.target_eos_id = target_eos_id(self.tokenizer, cfg.model.eos_token)
+        self.eos_token_ids = sorted(set(backbone.eos_token_ids) | {self.target_eos_id})
+        # Pads of data.pad_to_n: the tokenizer's EOS, as the papers set pad = eos.
+        self.pad_token_id = self.tokenizer.eos_token_id
         self.n_tokens, self.memory_tokens = cfg.data.n_tokens, cfg.model.memory_tokens
         self.max_new_tokens = cfg.model.max_new_tokens or self.n_tokens + 8
         context = getattr(self.decoder.config, "max_position_embeddings", None)
@@ -61,8 +80,18 @@ class PromptCompressor(pl.LightningModule):
             memory_tokens=self.memory_tokens,
             position_layout=cfg.model.position_layout,
             train_embeddings=enc.train_embeddings,
+            memory_init=cfg.model.memory_init,
             lora=OmegaConf.to_container(enc.lora),
         )
+        # float32: true mixed precision, what is trained keeps fp32 weights (the optimiser's
+        # master copy) even when the frozen decoder is bf16; activations follow
+        # trainer.precision. decoder: everything trained in the decoder's dtype (AOC's code).
+        dtype = torch.float32 if cfg.model.master_weights == "float32" else self.decoder.dtype
+        for param in self.encoder.parameters():
+            if param.requires_grad:
+                param.data = param.data.to(dtype)
+        if enc.name in ("full", "mlp_free"):
+            self.encoder.to(dtype)  # its own copy: frozen embeddings too, so dtypes meet
         self.strict_loading = False  # checkpoints omit the frozen decoder
 
     # The decoder stays in eval mode whatever Lightning asks of the module.
@@ -75,10 +104,34 @@ class PromptCompressor(pl.LightningModule):
         """Memory KV of prompts [B, n]. With `model.encoder_bos` the encoder reads
         [BOS] + prompt, the start its pretrained blocks expect (a Llama-3 tokenizer adds
         it by default, as in the papers' encoders)."""
-        if self.cfg.model.encoder_bos:
-            bos = torch.full((input_ids.shape[0], 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
-            input_ids = torch.cat([bos, input_ids], dim=1)
-        return self.encoder(input_ids)
+        return self.encoder(self.encoder_input(input_ids))
+
+    def encoder_input(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.model.encoder_bos:
+            return input_ids
+        bos = torch.full((input_ids.shape[0], 1), self.bos_token_id, dtype=torch.long, device=input_ids.device)
+        return torch.cat([bos, input_ids], dim=1)
+
+    def distill_loss(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Warm-start loss: the encoder's hidden state entering each layer should point where
+        the frozen decoder's own does on the same input [text; slots] at the same positions.
+
+        An MLP-free encoder starts far from that (every block adds norm(h) instead of
+        MLP(norm(h))), so its slot KV are unlike any KV the decoder has seen and the decoder
+        attends past them; a full encoder starts at zero loss. Directions are compared
+        (h / rms(h)), because each KV is read through an RMSNorm: 2 - 2 cos per position,
+        averaged over positions and layers. Needs no decoder backward: cheap."""
+        encoder = self.encoder
+        ids = self.encoder_input(input_ids)
+        positions = encoder.position_ids(ids.shape[1], ids.device)
+        student = encoder.block_inputs(encoder.blocks, encoder.embed(ids), positions)
+        with torch.no_grad():
+            text = self.decoder.get_input_embeddings()(ids)
+            slots = encoder.memory.detach().to(text.dtype).expand(text.shape[0], -1, -1)
+            layers = self.decoder.model.layers[: len(encoder.blocks)]
+            teacher = encoder.block_inputs(layers, torch.cat([text, slots], dim=1), positions)
+        unit = lambda h: h.float() * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + 1e-6)  # noqa: E731
+        return sum((unit(s) - unit(t)).pow(2).mean() for s, t in zip(student[1:], teacher[1:])) / (len(student) - 1)
 
     def loss_and_accuracy(self, input_ids: torch.Tensor, memory: MemoryKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced loss and token accuracy; pass `memory` to reuse an encoding."""
@@ -93,10 +146,18 @@ class PromptCompressor(pl.LightningModule):
         return loss, accuracy
 
     def training_step(self, batch, batch_idx):
-        loss, accuracy = self.loss_and_accuracy(batch["input_ids"])
         size = batch["input_ids"].shape[0]
+        if self.global_step < self.cfg.model.distill_steps:
+            loss = self.distill_loss(batch["input_ids"])
+            self.log("train/distill_loss", loss, prog_bar=True, batch_size=size)
+            return loss
+        loss, accuracy = self.loss_and_accuracy(batch["input_ids"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/token_accuracy", accuracy, batch_size=size)
+        if self.cfg.model.distill_weight:
+            distill = self.distill_loss(batch["input_ids"])
+            self.log("train/distill_loss", distill, batch_size=size)
+            return loss + self.cfg.model.distill_weight * distill
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -108,12 +169,13 @@ class PromptCompressor(pl.LightningModule):
         self.log("val/token_accuracy", accuracy, batch_size=size, sync_dist=True)
         references = self.decode(ids.tolist())
         candidates = self.regenerate_memory(memory)
-        for name, fn in (("bleu", sentence_bleu4), ("exact_match", exact_match), ("prefix_match", prefix_match), ("rouge_l", rouge_l)):
+        for name, fn in PER_SAMPLE.items():
             score = sum(fn(r, c) for r, c in zip(references, candidates)) / size
             self.log(f"val/{name}", score, batch_size=size, sync_dist=True)
 
     def decode(self, rows: list[list[int]]) -> list[str]:
-        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+        # No clean-up of spaces before punctuation: the text as the tokens spell it, as AOC decodes.
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @torch.no_grad()
     def regenerate_memory(self, memory: MemoryKV) -> list[str]:
@@ -157,7 +219,10 @@ class PromptCompressor(pl.LightningModule):
         """Rebuild a trained compressor: config from the checkpoint, decoder from its source.
         `path` may also be an already loaded `checkpoint_io.Checkpoint`."""
         ckpt = path if not isinstance(path, (str, os.PathLike)) else load_checkpoint(path, task=TASK)
-        cfg = OmegaConf.merge(OmegaConf.create(ckpt.config), OmegaConf.create(overrides or {}))
+        # Keys added since the checkpoint was written take their defaults (which keep the
+        # earlier behaviour).
+        cfg = OmegaConf.merge(OmegaConf.structured(PromptExperimentConfig), OmegaConf.create(ckpt.config),
+                              OmegaConf.create(overrides or {}))
         backbone = backbone or load_configured_backbone(cfg.decoder)
         trained = ckpt.backbone or {}
         if backbone.fingerprint != trained.get("fingerprint"):

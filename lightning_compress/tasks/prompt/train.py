@@ -24,7 +24,9 @@ from .module import PromptCompressor
 
 
 def preflight(cfg: DictConfig) -> None:
-    resolve_local(cfg.data.source)
+    for source in (cfg.data.source, cfg.data.val_source, cfg.data.test_source):
+        if source:
+            resolve_local(source)
 
 
 def fsdp_strategy(decoder, encoder_name: str):
@@ -51,7 +53,7 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
         f"encoder {cfg.model.encoder.name}: {enc.trainable_parameter_count():,} trainable of "
         f"{enc.parameter_count():,} parameters; decoder: {sum(p.numel() for p in module.decoder.parameters()):,} (frozen)"
     )
-    datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, backbone.tokenizer)
+    datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, backbone.tokenizer, module.pad_token_id, cfg.seed)
     callbacks = [RegenerationSamples(cfg.callbacks.num_samples)]
     if cfg.callbacks.interpolation_points:
         callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
@@ -78,7 +80,7 @@ def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> in
     if torch.cuda.is_available():
         module.cuda()
     cfg = module.cfg
-    datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, module.tokenizer)
+    datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, module.tokenizer, module.pad_token_id, cfg.seed)
     results = evaluate(module, datamodule, cfg.eval.split, cfg.eval.num_samples, cfg.eval.batch_size)
     folder = Path(out) if out else checkpoint.path.resolve().parent.parent / f"eval_{cfg.eval.split}"
     write_results(folder, results)

@@ -26,6 +26,7 @@ from torch import nn
 from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import rotate_half
 
+from ....hf_compat import mask_cache
 from ..memory import MemoryKV
 
 
@@ -66,6 +67,7 @@ class KVEncoder(nn.Module):
         last: KVReader,
         memory_tokens: int,
         position_layout: str = "consistent",
+        memory_init: str = "embedding_std",
     ):
         super().__init__()
         self.config = config
@@ -80,8 +82,10 @@ class KVEncoder(nn.Module):
         weight = embed_tokens.weight
         # (meta tensors, used to count parameters of big configs, have no values)
         embed_std = config.initializer_range if weight.is_meta else weight.detach().float().std().item()
-        # Slots start like typical token embeddings (the cramming paper's init), not N(0, 1).
-        self.memory = nn.Parameter(torch.randn(memory_tokens, config.hidden_size, device=weight.device) * embed_std)
+        # embedding_std: slots start like typical token embeddings (the cramming paper's init);
+        # normal: N(0, 1) as AOC's torch.randn, several times the scale of any token.
+        scale = embed_std if memory_init == "embedding_std" else 1.0
+        self.memory = nn.Parameter(torch.randn(memory_tokens, config.hidden_size, device=weight.device) * scale)
 
     def position_ids(self, n: int, device) -> torch.Tensor:
         m = self.memory_tokens
@@ -101,29 +105,38 @@ class KVEncoder(nn.Module):
         slots = self.memory.to(text.dtype).expand(text.shape[0], -1, -1)
         return torch.cat([text, slots], dim=1)
 
-    def encode_embeds(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> MemoryKV:
-        """KV of the last m positions of `hidden` [B, S, d] placed at `position_ids` [1, S].
-        Exposed separately so tests can check it against the decoder's own cache."""
+    def block_inputs(self, blocks, hidden: torch.Tensor, position_ids: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden states entering each of `blocks` and leaving the last one ([B, S, d] each,
+        len(blocks) + 1), for `hidden` placed at `position_ids` [1, S] under a causal mask.
+        `blocks` are this encoder's own, or the decoder's (the distillation teacher)."""
         seq = hidden.shape[1]
         cos, sin = self.rotary_emb(hidden, position_ids)
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden,
             attention_mask=None,
-            past_key_values=None,
+            **mask_cache(None),
             # Mask positions are cache slots 0..S-1, whatever the RoPE positions are.
             position_ids=torch.arange(seq, device=hidden.device).unsqueeze(0),
         )
+        states = [hidden]
+        for block in blocks:
+            hidden = block(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=(cos, sin))
+            states.append(hidden)
+        return states
+
+    def encode_embeds(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> MemoryKV:
+        """KV of the last m positions of `hidden` [B, S, d] placed at `position_ids` [1, S].
+        Exposed separately so tests can check it against the decoder's own cache."""
+        cos, sin = self.rotary_emb(hidden, position_ids)
+        states = self.block_inputs(self.blocks, hidden, position_ids)
+        readers = [(b.input_layernorm, b.self_attn.k_proj, b.self_attn.v_proj) for b in self.blocks]
+        readers.append((self.last.input_layernorm, self.last.k_proj, self.last.v_proj))
         keys, values = [], []
-        for block in self.blocks:
-            attn = block.self_attn
-            k, v = self._read_kv(block.input_layernorm, attn.k_proj, attn.v_proj, hidden, cos, sin)
+        for (norm, k_proj, v_proj), state in zip(readers, states):
+            k, v = self._read_kv(norm, k_proj, v_proj, state, cos, sin)
             keys.append(k)
             values.append(v)
-            hidden = block(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=(cos, sin))
-        k, v = self._read_kv(self.last.input_layernorm, self.last.k_proj, self.last.v_proj, hidden, cos, sin)
-        keys.append(k)
-        values.append(v)
         return MemoryKV(keys, values)
 
     def forward(self, input_ids: torch.Tensor) -> MemoryKV:

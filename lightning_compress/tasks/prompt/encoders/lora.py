@@ -15,7 +15,7 @@ from . import register_encoder
 from .base import KVEncoder, NoMLP, decoder_parts, last_reader, shallow_clone
 
 
-def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, **_):
+def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, memory_init="embedding_std", **_):
     lora = dict(lora or {})
     embed_tokens, rotary_emb, layers = decoder_parts(decoder)
     blocks = nn.ModuleList()
@@ -25,7 +25,8 @@ def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, 
         if drop_mlp:
             block.mlp = NoMLP()
         blocks.append(block)
-    encoder = KVEncoder(decoder.config, embed_tokens, rotary_emb, blocks, last_reader(layers[-1]), memory_tokens, position_layout)
+    encoder = KVEncoder(decoder.config, embed_tokens, rotary_emb, blocks, last_reader(layers[-1]), memory_tokens,
+                        position_layout, memory_init)
     encoder.requires_grad_(False)
     # The last layer contributes only k/v; LoRA on its q/o would never get a gradient.
     config = LoraConfig(

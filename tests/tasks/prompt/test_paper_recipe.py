@@ -1,0 +1,82 @@
+"""Options that reproduce the papers' recipe (data.pad_to_n, model.memory_init, eos_token,
+master_weights, encoder_bos) and the distillation warm start, on the tiny decoder."""
+
+import warnings
+
+import pytest
+import torch
+
+from lightning_compress.config import ConfigError, load_config
+from lightning_compress.tasks.prompt.memory import decoder_logits
+from lightning_compress.tasks.prompt.module import PromptCompressor
+
+from helpers import EXPERIMENTS
+
+
+def test_memory_init_normal_is_aocs_n01_and_the_default_is_embedding_scale(tiny_backbone, tiny_config):
+    ours = PromptCompressor(tiny_config(), tiny_backbone).encoder.memory
+    aoc = PromptCompressor(tiny_config("model.memory_init=normal"), tiny_backbone).encoder.memory
+    embed_std = tiny_backbone.decoder.get_input_embeddings().weight.std().item()
+    assert aoc.std().item() == pytest.approx(1.0, rel=0.3)
+    assert ours.std().item() == pytest.approx(embed_std, rel=0.3)
+    with pytest.raises(ConfigError, match="model.memory_init"):
+        tiny_config("model.memory_init=zeros")
+
+
+def test_eos_token_is_the_target_after_the_text_and_a_generation_stop(tiny_backbone, tiny_config):
+    tokenizer = tiny_backbone.tokenizer
+    other = next(t for t in tokenizer.all_special_tokens if t != tokenizer.eos_token)
+    module = PromptCompressor(tiny_config(f"model.eos_token={other}"), tiny_backbone)
+    assert module.target_eos_id == tokenizer.convert_tokens_to_ids(other) != tokenizer.eos_token_id
+    assert module.target_eos_id in module.eos_token_ids and tokenizer.eos_token_id in module.eos_token_ids
+    assert PromptCompressor(tiny_config("model.eos_token=5"), tiny_backbone).target_eos_id == 5
+    with pytest.raises(ConfigError, match="model.eos_token='<|nope|>' is not a token"):
+        PromptCompressor(tiny_config("model.eos_token=<|nope|>"), tiny_backbone)
+
+
+@pytest.mark.parametrize("encoder", ["mlp_free", "lora"])
+def test_bf16_decoder_keeps_fp32_master_weights_unless_asked_for_pure_bf16(tiny_backbone, tiny_config, sample_ids, encoder):
+    tiny_backbone.decoder.to(torch.bfloat16)
+    mixed = PromptCompressor(tiny_config(f"model.encoder.name={encoder}"), tiny_backbone)
+    trained = [p for p in mixed.parameters() if p.requires_grad]
+    assert trained and all(p.dtype == torch.float32 for p in trained)
+    assert all(p.dtype == torch.bfloat16 for p in mixed.decoder.parameters())
+    loss, _ = mixed.loss_and_accuracy(sample_ids)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in [mixed.encoder.memory])
+    pure = PromptCompressor(tiny_config(f"model.encoder.name={encoder}", "model.master_weights=decoder"), tiny_backbone)
+    assert all(p.dtype == torch.bfloat16 for p in pure.parameters() if p.requires_grad)
+
+
+def test_distill_loss_is_zero_for_the_full_encoder_and_the_warm_start_lowers_it(tiny_backbone, tiny_config, sample_ids):
+    full = PromptCompressor(tiny_config("model.encoder.name=full"), tiny_backbone)
+    assert full.distill_loss(sample_ids).item() == pytest.approx(0.0, abs=1e-6)
+    torch.manual_seed(0)
+    module = PromptCompressor(tiny_config("model.encoder.name=mlp_free"), tiny_backbone)
+    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = module.distill_loss(sample_ids)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] > 1e-3 and losses[-1] < 0.5 * losses[0]
+    assert all(p.grad is None for p in module.decoder.parameters()), "the teacher must not be trained"
+
+
+def test_transformers_cache_keyword_raises_no_deprecation_warning(tiny_backbone, tiny_config, sample_ids):
+    module = PromptCompressor(tiny_config(), tiny_backbone)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        memory = module.compress(sample_ids)
+        decoder_logits(module.decoder, memory, sample_ids)
+        module.regenerate_memory(memory)
+
+
+def test_paper_config_is_the_papers_recipe():
+    cfg = load_config(EXPERIMENTS / "prompt" / "aoc_paper.yaml")
+    assert (cfg.model.position_layout, cfg.model.encoder_bos, cfg.model.memory_init) == ("paper", False, "normal")
+    assert (cfg.model.eos_token, cfg.model.master_weights, cfg.data.pad_to_n) == ("<|end_of_text|>", "decoder", True)
+    assert (cfg.data.batch_size, cfg.trainer.max_steps, cfg.model.lr) == (16, 18750, 5e-4)
+    assert cfg.model.distill_steps == 0
