@@ -44,6 +44,9 @@ class TrainedExperiment(ExperimentBase):
     resume: Any = False
     # Also write last.ckpt every this many optimiser steps (0: at each validation only).
     checkpoint_every_n_steps: int = 0
+    # Multi-process runs: how long a rank waits for the others at a collective (e.g. while
+    # rank 0 evaluates the best checkpoint after training) before the run fails.
+    distributed_timeout_minutes: int = 120
     # Keyword arguments of lightning.Trainer, validated against its signature.
     trainer: dict = field(default_factory=dict)
 
@@ -54,6 +57,8 @@ class TrainedExperiment(ExperimentBase):
             raise ConfigError("data.micro_batch_size and checkpoint_every_n_steps must be >= 0")
         if not (isinstance(cfg.resume, bool) or (isinstance(cfg.resume, str) and cfg.resume)):
             raise ConfigError(f"resume={cfg.resume!r}; expected false, true, auto or a checkpoint path")
+        if cfg.distributed_timeout_minutes < 1:
+            raise ConfigError(f"distributed_timeout_minutes must be >= 1, got {cfg.distributed_timeout_minutes}")
         if cfg.data.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
 
 from .config import ConfigError
 
@@ -99,3 +103,34 @@ def check_launcher(trainer_kwargs: Mapping, env: Mapping | None = None) -> None:
             f"trainer.num_nodes={nodes} but no torchrun or SLURM environment was found: start the same command on "
             "every node with torchrun or srun (see experiments/launch/)"
         )
+
+
+def open_process_group(timeout_minutes: int, accelerator: str | None) -> None:
+    """Under torchrun with more than one process, open the default process group before
+    anything is built, with the configured timeout, so the ranks can agree on a failure
+    before training (`all_ranks_succeeded`). Lightning's DDP setup reuses an open group.
+    Under srun alone Lightning opens it (from SLURM's variables) at the start of fit."""
+    if dist.is_initialized() or "TORCHELASTIC_RUN_ID" not in os.environ or launcher_world()[1] == 1:
+        return
+    rank, world, _ = launcher_world()
+    gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
+    if gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world,
+                            timeout=timedelta(minutes=timeout_minutes))
+
+
+def all_ranks_succeeded(ok: bool) -> bool:
+    """Every rank states whether its part of a stage succeeded; all get False if any failed,
+    so a failure on one rank stops all of them at the same point instead of leaving the others
+    waiting at the next collective. Without a process group: `ok` itself."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return ok
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    failed = torch.tensor([0 if ok else 1], device=device)
+    dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+    return int(failed.item()) == 0
+
+
+class FailedOnAnotherRank(RuntimeError):
+    """Raised on the ranks that did not fail themselves."""

@@ -14,6 +14,7 @@ Resume:            the same command with resume=true (or auto, or a checkpoint p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, flat_hparams
-from .distributed import batch_plan, check_launcher
+from .distributed import FailedOnAnotherRank, all_ranks_succeeded, batch_plan, check_launcher, open_process_group
 from .run_dir import plan_run
 from .task import get_task
 
@@ -103,6 +105,23 @@ def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks:
     return trainer, best
 
 
+def _on_all_ranks(stage: str, work):
+    """Run this rank's part of a stage, then agree with the other ranks: if any failed, every
+    rank raises (the failing one its own error), so no rank moves on alone."""
+    try:
+        result = work()
+    except Exception:
+        try:
+            all_ranks_succeeded(False)
+        except Exception:  # a broken process group must not hide the error itself
+            pass
+        raise
+    if not all_ranks_succeeded(True):
+        raise FailedOnAnotherRank(f"another process failed while {stage} (its error is in its own log, "
+                                  "error-rank<R>.txt in a sweep cell); this one stops too")
+    return result
+
+
 def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
     """Fit the task `cfg.task`, keep the best checkpoint, let the task finish on rank 0.
     `callbacks` are added to the Trainer's (for experiments that watch the run). Returns
@@ -117,18 +136,25 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
         task.preflight(cfg)  # a missing data path fails now, not after a model loads
     version, resume_from = plan_run(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    build = task.build(cfg, kwargs)
+    open_process_group(cfg.distributed_timeout_minutes, kwargs.get("accelerator"))
+    build = _on_all_ranks("building the task", lambda: task.build(cfg, kwargs))
+    if kwargs.get("strategy") == "ddp":
+        # The process group's timeout bounds how long ranks wait for rank 0's evaluation.
+        kwargs["strategy"] = DDPStrategy(timeout=timedelta(minutes=cfg.distributed_timeout_minutes))
     if build.strategy is not None:
         kwargs["strategy"] = build.strategy
     logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
     trainer, best = make_trainer(cfg, kwargs, logger, build.monitor, build.callbacks + (callbacks or []),
                                  build.datamodule, resume_from, build.progress_refresh)
     trainer.fit(build.module, datamodule=build.datamodule, ckpt_path=resume_from)
-    if not trainer.is_global_zero:
-        return {}
     checkpoint = best.best_model_path or best.last_model_path
     run_dir = Path(logger.log_dir)
-    result = task.finish(cfg, build, trainer, checkpoint, run_dir) if task.finish is not None else {}
+    # Rank 0 evaluates; the others wait for its verdict (up to distributed_timeout_minutes),
+    # so a failed evaluation fails the run on every rank.
+    finish = task.finish if task.finish is not None and trainer.is_global_zero else (lambda *args: {})
+    result = _on_all_ranks("finishing on rank 0", lambda: finish(cfg, build, trainer, checkpoint, run_dir))
+    if not trainer.is_global_zero:
+        return {}
     metrics = result.get("metrics", {})
     logger.log_hyperparams(flat_hparams(cfg), {f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
     print(f"checkpoint: {checkpoint}\nTensorBoard: tensorboard --logdir {cfg.output_dir}")

@@ -190,6 +190,12 @@ def _finished(cell_dir: Path, cell: Cell, schema: type) -> dict | None:
     return None
 
 
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def _is_rank_zero(record: dict) -> bool:
     # The fit sequence returns {} on ranks other than 0: those ranks write nothing.
     return record["status"] == "failed" or bool(record["metrics"])
@@ -206,11 +212,15 @@ def run_cell(cell: Cell, grid_dir: Path, run, schema: type) -> dict:
         result = run(cell.config)
         record = _record(cell, "ok", result.get("metrics"), run_dir=result.get("run_dir"))
     except Exception as err:  # a failed cell must not stop the grid
+        # Under DDP a failure on one rank fails the cell on all (runner._on_all_ranks); each
+        # rank keeps its own traceback, rank 0 the cell's record.
+        rank = _rank()
+        error_file = cell_dir / ("error.txt" if rank == 0 else f"error-rank{rank}.txt")
         cell_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cell_dir / "error.txt", traceback.format_exc())
-        print(f"[sweep] {cell.name}: FAILED: {type(err).__name__}: {err} (traceback in {cell_dir / 'error.txt'})")
+        atomic_write_text(error_file, traceback.format_exc())
+        print(f"[sweep] {cell.name}: FAILED: {type(err).__name__}: {err} (traceback in {error_file})")
         record = _record(cell, "failed", error=f"{type(err).__name__}: {err}")
-    if _is_rank_zero(record):
+    if _rank() == 0 and _is_rank_zero(record):
         cell_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cell_dir / "cell.json", json.dumps(record, indent=2) + "\n")
     return record

@@ -16,6 +16,7 @@ import torch
 
 from data_modules.arxiv_abstracts import ArxivAbstractsDataModule, ResumableLoader, collate, split_of
 from data_modules.records import shipped_sample
+from helpers import REPO
 from lightning_compress.config import load_config
 
 DRIVER = Path(__file__).resolve().parent / "drivers" / "record_train.py"
@@ -162,3 +163,25 @@ def test_two_process_ddp_run(tmp_path):
     saved = torch.load(run_dir / "version_0" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["state_dict"] and not any(k.startswith("decoder.") for k in saved["state_dict"])
     assert json.loads((tmp_path / "result.json").read_text())["metrics"]["samples"] == 4
+
+
+def test_a_cell_that_fails_on_one_rank_fails_on_all_and_the_grid_goes_on(tmp_path):
+    data = tmp_path / "abstracts.jsonl"
+    _small_corpus(data, train=16, val=8, test=4)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"kind: sweep\ntask: prompt\nrun: {REPO / 'experiments' / 'prompt' / 'aoc.yaml'}\nname: grid\n"
+                    f"output_dir: {tmp_path / 'runs'}\nencoders: [mlp_free]\npairs: [[12, 3], [12, 6]]\n")
+    overrides = [o for o in _overrides(tmp_path, data) if not o.startswith(("name=", "output_dir=", "model.memory_tokens"))]
+    overrides += ["data.batch_size=2", "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.devices=2",
+                  "trainer.strategy=ddp", "trainer.enable_progress_bar=false", "distributed_timeout_minutes=3"]
+    driver = DRIVER.parent / "sweep_one_rank_fails.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(driver),
+               str(grid), *overrides]
+    result = _run(command, tmp_path, timeout=600)
+    assert result.returncode != 0  # the grid has a failed cell
+    statuses = [(tmp_path / f"status{rank}.txt").read_text() for rank in (0, 1)]
+    assert statuses == ["mlp_free_n12_m3=failed mlp_free_n12_m6=ok"] * 2, result.stderr[-3000:]
+    failed = tmp_path / "runs" / "grid" / "mlp_free_n12_m3"
+    assert "another process failed while building the task" in json.loads((failed / "cell.json").read_text())["error"]
+    assert "injected failure on rank 1" in (failed / "error-rank1.txt").read_text()
+    assert json.loads((tmp_path / "runs" / "grid" / "mlp_free_n12_m6" / "cell.json").read_text())["status"] == "ok"
