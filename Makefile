@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale train-bytes bench-bytes cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale bench-regenerate train-bytes bench-bytes cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
 
 ##@ Set-up and tests
 
@@ -65,6 +65,9 @@ ablation: ## encoder x (n, m) grid -> runs/lora_ablation/results.md + figure; AR
 bench-train: ## Lightning vs bare loop, batched vs single regeneration, then bench-scale; ARGS / SCALE_ARGS
 	$(PY) benchmarks/bench_train.py $(ARGS)
 	$(PY) benchmarks/bench_scale.py $(SCALE_ARGS)
+
+bench-regenerate: ## greedy regeneration vs this machine's matmul ceiling; ARGS="--batch 16 --n 96 --m 16"
+	$(PY) benchmarks/bench_regenerate.py $(ARGS)
 
 bench-scale: ## throughput at 1 and 2 processes (DDP), model FLOP/s, MFU on GPUs; SCALE_ARGS="--processes 1 2 ..."
 	$(PY) benchmarks/bench_scale.py $(SCALE_ARGS)

@@ -48,6 +48,13 @@ class ModelConfig:
     # Dtype of the trained weights: float32 (fp32 master weights beside a bf16 decoder, true
     # mixed precision) | decoder (the decoder's dtype: pure bf16 with a bf16 decoder, AOC's code).
     master_weights: str = "float32"
+    # Add to each slot's input the mean embedding of its 1/m chunk of the prompt (ours; the
+    # papers' slots are learned embeddings alone).
+    memory_from_text: bool = False
+    # Scale each layer's memory values by a learned gate that starts at 0 (trained at 10x lr):
+    # the memory starts as a harmless attention target instead of garbage the decoder learns
+    # to ignore (ours; not in the papers).
+    value_gate: bool = False
     lr: float = 5e-4
     # Warm start: the first this many steps train the encoder to match the frozen decoder's
     # per-layer hidden states (PromptCompressor.distill_loss) instead of regenerating.

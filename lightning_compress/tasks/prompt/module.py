@@ -81,6 +81,8 @@ class PromptCompressor(pl.LightningModule):
             position_layout=cfg.model.position_layout,
             train_embeddings=enc.train_embeddings,
             memory_init=cfg.model.memory_init,
+            memory_from_text=cfg.model.memory_from_text,
+            value_gate=cfg.model.value_gate,
             lora=OmegaConf.to_container(enc.lora),
         )
         # float32: true mixed precision, what is trained keeps fp32 weights (the optimiser's
@@ -104,7 +106,7 @@ class PromptCompressor(pl.LightningModule):
         """Memory KV of prompts [B, n]. With `model.encoder_bos` the encoder reads
         [BOS] + prompt, the start its pretrained blocks expect (a Llama-3 tokenizer adds
         it by default, as in the papers' encoders)."""
-        return self.encoder(self.encoder_input(input_ids))
+        return self.encoder(self.encoder_input(input_ids), text_start=int(self.cfg.model.encoder_bos))
 
     def encoder_input(self, input_ids: torch.Tensor) -> torch.Tensor:
         if not self.cfg.model.encoder_bos:
@@ -124,10 +126,10 @@ class PromptCompressor(pl.LightningModule):
         encoder = self.encoder
         ids = self.encoder_input(input_ids)
         positions = encoder.position_ids(ids.shape[1], ids.device)
-        student = encoder.block_inputs(encoder.blocks, encoder.embed(ids), positions)
+        student = encoder.block_inputs(encoder.blocks, encoder.embed(ids, int(self.cfg.model.encoder_bos)), positions)
         with torch.no_grad():
             text = self.decoder.get_input_embeddings()(ids)
-            slots = encoder.memory.detach().to(text.dtype).expand(text.shape[0], -1, -1)
+            slots = student[0][:, ids.shape[1]:].detach().to(text.dtype)
             layers = self.decoder.model.layers[: len(encoder.blocks)]
             teacher = encoder.block_inputs(layers, torch.cat([text, slots], dim=1), positions)
         unit = lambda h: h.float() * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + 1e-6)  # noqa: E731
@@ -187,11 +189,17 @@ class PromptCompressor(pl.LightningModule):
         return self.regenerate_memory(self.compress(input_ids))
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.cfg.model.lr, weight_decay=self.cfg.model.weight_decay)
-        warmup = max(1, self.cfg.model.warmup_steps)
-        # constant_with_warmup, as both papers: linear ramp over `warmup` steps, then flat.
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        lr = self.cfg.model.lr
+        gates = [p for name, p in self.named_parameters() if name.endswith("value_gate")]
+        rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.endswith("value_gate")]
+        # A gate moves ~lr per Adam step; at 10x lr it opens within ~100 steps.
+        groups = [{"params": rest}] + ([{"params": gates, "lr": 10 * lr, "weight_decay": 0.0}] if gates else [])
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.cfg.model.weight_decay)
+        warmup, distill = max(1, self.cfg.model.warmup_steps), self.cfg.model.distill_steps
+        # constant_with_warmup, as both papers: linear ramp over `warmup` steps, then flat. A
+        # distillation warm start gets its own ramp, and the regeneration loss a fresh one.
+        ramp = lambda step: min(1.0, (step + 1) / warmup)  # noqa: E731
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: ramp(step if step < distill else step - distill))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- checkpoints: trainable weights + decoder identity only -------------------------

@@ -80,3 +80,23 @@ def test_paper_config_is_the_papers_recipe():
     assert (cfg.model.eos_token, cfg.model.master_weights, cfg.data.pad_to_n) == ("<|end_of_text|>", "decoder", True)
     assert (cfg.data.batch_size, cfg.trainer.max_steps, cfg.model.lr) == (16, 18750, 5e-4)
     assert cfg.model.distill_steps == 0
+
+
+def test_value_gate_starts_the_memory_harmless_and_opens_with_training(tiny_backbone, tiny_config, sample_ids):
+    module = PromptCompressor(tiny_config("model.value_gate=true"), tiny_backbone)
+    memory = module.compress(sample_ids)
+    assert all(float(v.abs().max()) == 0.0 for v in memory.values) and any(float(k.abs().max()) > 0 for k in memory.keys)
+    loss, _ = module.loss_and_accuracy(sample_ids)
+    loss.backward()
+    gate = module.encoder.value_gate
+    assert gate.grad is not None and float(gate.grad.abs().max()) > 0
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    assert [g["initial_lr"] for g in groups] == [module.cfg.model.lr, 10 * module.cfg.model.lr] and groups[1]["params"] == [gate]
+
+
+def test_memory_from_text_puts_the_prompts_words_into_the_slots(tiny_backbone, tiny_config, sample_ids):
+    module = PromptCompressor(tiny_config("model.memory_from_text=true"), tiny_backbone)
+    encoder, ids = module.encoder, module.encoder_input(sample_ids)
+    slots = encoder.embed(ids, text_start=1)[:, ids.shape[1]:]
+    chunks = encoder.embed_tokens(sample_ids).view(1, encoder.memory_tokens, -1, slots.shape[-1]).mean(2)
+    torch.testing.assert_close(slots, encoder.memory[None] + chunks)

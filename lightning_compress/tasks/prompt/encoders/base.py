@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import rotate_half
@@ -68,8 +69,14 @@ class KVEncoder(nn.Module):
         memory_tokens: int,
         position_layout: str = "consistent",
         memory_init: str = "embedding_std",
+        memory_from_text: bool = False,
+        value_gate: bool = False,
     ):
         super().__init__()
+        self.memory_from_text = memory_from_text
+        # Per-layer scale of the memory's values, starting at 0: the memory is then a harmless
+        # attention target at first, and its content arrives as the gates open.
+        self.value_gate = nn.Parameter(torch.zeros(config.num_hidden_layers)) if value_gate else None
         self.config = config
         self.embed_tokens = embed_tokens
         self.rotary_emb = rotary_emb
@@ -100,9 +107,16 @@ class KVEncoder(nn.Module):
         cos, sin = cos[:, None, -m:], sin[:, None, -m:]
         return k * cos + rotate_half(k) * sin, v
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, text_start: int = 0) -> torch.Tensor:
+        """[tokens; slots] embeddings. With `memory_from_text`, slot i also gets the mean
+        embedding of the i-th of m equal chunks of the text (from `text_start`, past a BOS):
+        the slots then carry the prompt's words from the first step instead of waiting for
+        attention to learn to gather them."""
         text = self.embed_tokens(input_ids)
         slots = self.memory.to(text.dtype).expand(text.shape[0], -1, -1)
+        if self.memory_from_text:
+            chunks = F.adaptive_avg_pool1d(text[:, text_start:].transpose(1, 2), self.memory_tokens)
+            slots = slots + chunks.transpose(1, 2)
         return torch.cat([text, slots], dim=1)
 
     def block_inputs(self, blocks, hidden: torch.Tensor, position_ids: torch.Tensor) -> list[torch.Tensor]:
@@ -133,14 +147,14 @@ class KVEncoder(nn.Module):
         readers = [(b.input_layernorm, b.self_attn.k_proj, b.self_attn.v_proj) for b in self.blocks]
         readers.append((self.last.input_layernorm, self.last.k_proj, self.last.v_proj))
         keys, values = [], []
-        for (norm, k_proj, v_proj), state in zip(readers, states):
+        for layer, ((norm, k_proj, v_proj), state) in enumerate(zip(readers, states)):
             k, v = self._read_kv(norm, k_proj, v_proj, state, cos, sin)
             keys.append(k)
-            values.append(v)
+            values.append(v if self.value_gate is None else v * self.value_gate[layer].to(v.dtype))
         return MemoryKV(keys, values)
 
-    def forward(self, input_ids: torch.Tensor) -> MemoryKV:
-        hidden = self.embed(input_ids)
+    def forward(self, input_ids: torch.Tensor, text_start: int = 0) -> MemoryKV:
+        hidden = self.embed(input_ids, text_start)
         return self.encode_embeds(hidden, self.position_ids(input_ids.shape[1], input_ids.device))
 
     def trainable_parameter_count(self) -> int:

@@ -15,7 +15,8 @@ from . import register_encoder
 from .base import KVEncoder, NoMLP, decoder_parts, last_reader
 
 
-def _copied_encoder(decoder, memory_tokens, position_layout, drop_mlp, train_embeddings=True, memory_init="embedding_std", **_):
+def _copied_encoder(decoder, memory_tokens, position_layout, drop_mlp, train_embeddings=True, memory_init="embedding_std",
+                    memory_from_text=False, value_gate=False, **_):
     embed_tokens, rotary_emb, layers = decoder_parts(decoder)
     blocks = nn.ModuleList(copy.deepcopy(layer) for layer in layers[:-1])
     if drop_mlp:
@@ -23,7 +24,8 @@ def _copied_encoder(decoder, memory_tokens, position_layout, drop_mlp, train_emb
             block.mlp = NoMLP()
     last = copy.deepcopy(last_reader(layers[-1]))
     embeddings = copy.deepcopy(embed_tokens)
-    encoder = KVEncoder(decoder.config, embeddings, rotary_emb, blocks, last, memory_tokens, position_layout, memory_init)
+    encoder = KVEncoder(decoder.config, embeddings, rotary_emb, blocks, last, memory_tokens, position_layout, memory_init,
+                       memory_from_text, value_gate)
     encoder.requires_grad_(True)
     embeddings.requires_grad_(train_embeddings)
     return encoder

@@ -15,7 +15,8 @@ from . import register_encoder
 from .base import KVEncoder, NoMLP, decoder_parts, last_reader, shallow_clone
 
 
-def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, memory_init="embedding_std", **_):
+def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, memory_init="embedding_std", memory_from_text=False,
+                  value_gate=False, **_):
     lora = dict(lora or {})
     embed_tokens, rotary_emb, layers = decoder_parts(decoder)
     blocks = nn.ModuleList()
@@ -26,7 +27,7 @@ def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, 
             block.mlp = NoMLP()
         blocks.append(block)
     encoder = KVEncoder(decoder.config, embed_tokens, rotary_emb, blocks, last_reader(layers[-1]), memory_tokens,
-                        position_layout, memory_init)
+                        position_layout, memory_init, memory_from_text, value_gate)
     encoder.requires_grad_(False)
     # The last layer contributes only k/v; LoRA on its q/o would never get a gradient.
     config = LoraConfig(
@@ -39,6 +40,8 @@ def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, 
     for name, param in encoder.named_parameters():
         param.requires_grad_("lora_" in name)
     encoder.memory.requires_grad_(True)
+    if encoder.value_gate is not None:
+        encoder.value_gate.requires_grad_(True)
     return encoder
 
 
