@@ -158,7 +158,7 @@ class PromptCompressor(pl.LightningModule):
         self.log("train/token_accuracy", accuracy, batch_size=size)
         if self.cfg.model.distill_weight:
             distill = self.distill_loss(batch["input_ids"])
-            self.log("train/distill_loss", distill, batch_size=size)
+            self.log("train/distill_loss", distill, prog_bar=True, batch_size=size)
             return loss + self.cfg.model.distill_weight * distill
         return loss
 

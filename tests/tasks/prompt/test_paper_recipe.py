@@ -100,3 +100,11 @@ def test_memory_from_text_puts_the_prompts_words_into_the_slots(tiny_backbone, t
     slots = encoder.embed(ids, text_start=1)[:, ids.shape[1]:]
     chunks = encoder.embed_tokens(sample_ids).view(1, encoder.memory_tokens, -1, slots.shape[-1]).mean(2)
     torch.testing.assert_close(slots, encoder.memory[None] + chunks)
+
+
+def test_a_run_with_a_distillation_warm_start_and_weight_trains_through_the_switch(tiny_backbone, tiny_config, tmp_path):
+    from test_prompt_training import _fit
+
+    cfg = tiny_config("model.distill_steps=2", "model.distill_weight=0.5")
+    trainer = _fit(PromptCompressor(cfg, tiny_backbone), cfg, tmp_path, steps=4)
+    assert trainer.global_step == 4 and {"train/loss", "train/distill_loss"} <= set(trainer.callback_metrics)
