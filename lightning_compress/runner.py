@@ -46,6 +46,11 @@ class Build:
     strategy: Any = None
     # Progress bar refresh, in batches.
     progress_refresh: int = 1
+    # best.ckpt is chosen among validations from this optimiser step on (earlier steps train
+    # a different model, e.g. a warm start).
+    best_from_step: int = 0
+    # Parameters that stop receiving gradients mid-run (e.g. faded-out MLPs): DDP must know.
+    ddp_find_unused_parameters: bool = False
 
 
 class ValidateAtLastStep(Callback):
@@ -76,12 +81,26 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
-def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks: list, datamodule, resume_from=None, refresh: int = 1):
+class BestCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose best (top-k) choice ignores validations before `from_step`."""
+
+    def __init__(self, from_step: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.from_step = from_step
+
+    def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
+        if trainer.global_step >= self.from_step:
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+
+def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks: list, datamodule, resume_from=None,
+                 refresh: int = 1, best_from_step: int = 0):
     """The Trainer every run uses: best (by `monitor`) and last checkpoints, optionally a
     periodic last.ckpt, atomic checkpoint writes, and the global batch turned into a
     per-device micro-batch (set on `datamodule`) plus gradient accumulation."""
     run_dir = Path(logger.log_dir)
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min", save_top_k=1, save_last=True)
+    best = BestCheckpoint(best_from_step, dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
+                          save_top_k=1, save_last=True)
     all_callbacks = [best, LearningRateMonitor(logging_interval="step"), ValidateAtLastStep()]
     if kwargs.get("enable_progress_bar", True):
         all_callbacks.append(TQDMProgressBar(refresh_rate=refresh))
@@ -140,12 +159,13 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
     build = _on_all_ranks("building the task", lambda: task.build(cfg, kwargs))
     if kwargs.get("strategy") == "ddp":
         # The process group's timeout bounds how long ranks wait for rank 0's evaluation.
-        kwargs["strategy"] = DDPStrategy(timeout=timedelta(minutes=cfg.distributed_timeout_minutes))
+        kwargs["strategy"] = DDPStrategy(timeout=timedelta(minutes=cfg.distributed_timeout_minutes),
+                                         find_unused_parameters=build.ddp_find_unused_parameters)
     if build.strategy is not None:
         kwargs["strategy"] = build.strategy
     logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
     trainer, best = make_trainer(cfg, kwargs, logger, build.monitor, build.callbacks + (callbacks or []),
-                                 build.datamodule, resume_from, build.progress_refresh)
+                                 build.datamodule, resume_from, build.progress_refresh, build.best_from_step)
     trainer.fit(build.module, datamodule=build.datamodule, ckpt_path=resume_from)
     checkpoint = best.best_model_path or best.last_model_path
     run_dir = Path(logger.log_dir)

@@ -55,6 +55,10 @@ class ModelConfig:
     # the memory starts as a harmless attention target instead of garbage the decoder learns
     # to ignore (ours; not in the papers).
     value_gate: bool = False
+    # MLP-free encoders: start with the decoder's MLPs and fade them out linearly over this
+    # many steps (x + s (mlp(x) - x), s: 1 -> 0); from then on the encoder is exactly AOC's,
+    # and only then may a checkpoint become best.ckpt (ours; 0: the papers' start).
+    mlp_fade_steps: int = 0
     lr: float = 5e-4
     # Warm start: the first this many steps train the encoder to match the frozen decoder's
     # per-layer hidden states (PromptCompressor.distill_loss) instead of regenerating.
@@ -125,6 +129,14 @@ class PromptExperimentConfig(TrainedExperiment):
             raise ConfigError(f"model.memory_init={cfg.model.memory_init!r}; expected one of {MEMORY_INITS}")
         if cfg.model.master_weights not in MASTER_WEIGHTS:
             raise ConfigError(f"model.master_weights={cfg.model.master_weights!r}; expected one of {MASTER_WEIGHTS}")
+        if cfg.model.mlp_fade_steps < 0:
+            raise ConfigError(f"model.mlp_fade_steps must be >= 0, got {cfg.model.mlp_fade_steps}")
+        if cfg.model.mlp_fade_steps and not cfg.model.encoder.name.endswith("mlp_free"):
+            raise ConfigError(f"model.mlp_fade_steps fades out the MLPs of an MLP-free encoder; "
+                              f"model.encoder.name={cfg.model.encoder.name!r} keeps its MLPs")
+        if cfg.model.mlp_fade_steps and cfg.model.mlp_fade_steps >= OmegaConf.select(cfg, "trainer.max_steps", default=0):
+            raise ConfigError(f"model.mlp_fade_steps={cfg.model.mlp_fade_steps} must end before trainer.max_steps="
+                              f"{OmegaConf.select(cfg, 'trainer.max_steps', default=None)}, or no step trains the MLP-free encoder")
         if cfg.model.distill_steps < 0 or cfg.model.distill_weight < 0:
             raise ConfigError("model.distill_steps and model.distill_weight must be >= 0, got "
                               f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")

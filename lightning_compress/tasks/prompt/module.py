@@ -27,6 +27,10 @@ from .generation import greedy_regenerate
 from .memory import MemoryKV, decoder_logits
 
 
+# Entry of a checkpoint written inside the MLP fade: the fading MLPs' scale.
+MLP_FADE_KEY = "encoder.mlp_fade_scale"
+
+
 def target_eos_id(tokenizer, eos_token: str) -> int:
     """The id of `model.eos_token`: "" for the tokenizer's EOS, a token such as
     "<|end_of_text|>" (the papers' 128001 on Llama-3), or a number."""
@@ -83,6 +87,7 @@ class PromptCompressor(pl.LightningModule):
             memory_init=cfg.model.memory_init,
             memory_from_text=cfg.model.memory_from_text,
             value_gate=cfg.model.value_gate,
+            mlp_fade=cfg.model.mlp_fade_steps > 0,
             lora=OmegaConf.to_container(enc.lora),
         )
         # float32: true mixed precision, what is trained keeps fp32 weights (the optimiser's
@@ -147,6 +152,13 @@ class PromptCompressor(pl.LightningModule):
         accuracy = (logits.argmax(-1) == labels).float().mean()
         return loss, accuracy
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        fade = self.cfg.model.mlp_fade_steps
+        if fade and self.encoder.fading_mlps():
+            scale = max(0.0, 1.0 - self.global_step / fade)
+            self.encoder.set_mlp_scale(scale)
+            self.log("train/mlp_scale", scale, batch_size=1)
+
     def training_step(self, batch, batch_idx):
         size = batch["input_ids"].shape[0]
         if self.global_step < self.cfg.model.distill_steps:
@@ -206,7 +218,11 @@ class PromptCompressor(pl.LightningModule):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in trainable}
+        state = {k: v for k, v in self.state_dict().items() if k in trainable}
+        fading = self.encoder.fading_mlps()
+        if fading:  # a checkpoint from inside the MLP fade (model.mlp_fade_steps) keeps its scale
+            state[MLP_FADE_KEY] = torch.tensor(fading[0].scale)
+        return state
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.trainable_state_dict()
@@ -214,13 +230,18 @@ class PromptCompressor(pl.LightningModule):
                          {"source": self.backbone_source, "fingerprint": self.backbone_fingerprint})
 
     def load_trainable_state(self, state_dict: dict[str, torch.Tensor], origin: str = "checkpoint") -> None:
-        expected = set(self.trainable_state_dict())
+        if self.encoder.fading_mlps():
+            # Written after the fade (no scale stored): the encoder is MLP-free; else mid-fade.
+            state_dict = dict(state_dict)
+            scale = state_dict.pop(MLP_FADE_KEY, None)
+            self.encoder.set_mlp_scale(0.0 if scale is None else float(scale))
+        expected = set(self.trainable_state_dict()) - {MLP_FADE_KEY}
         missing, unexpected = expected - set(state_dict), set(state_dict) - expected
         if missing or unexpected:
             raise CheckpointMismatch(
                 f"{origin} does not match this model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
-        self.load_state_dict(state_dict, strict=False)
+        self.load_state_dict({k: v for k, v in state_dict.items() if k != MLP_FADE_KEY}, strict=False)
 
     @classmethod
     def load_checkpoint(cls, path: str | os.PathLike, overrides: dict | None = None, backbone: Backbone | None = None):

@@ -58,7 +58,11 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
     if cfg.callbacks.interpolation_points:
         callbacks.append(LatentInterpolation(cfg.callbacks.interpolation_points))
     strategy = fsdp_strategy(module.decoder, cfg.model.encoder.name) if trainer_kwargs.get("strategy") == "fsdp" else None
-    return Build(module=module, datamodule=datamodule, monitor="val/loss", callbacks=callbacks, strategy=strategy)
+    # Warm starts (distillation, MLP fade) train another model than the final encoder: it
+    # may become best.ckpt only after them.
+    warm = cfg.model.distill_steps + cfg.model.mlp_fade_steps
+    return Build(module=module, datamodule=datamodule, monitor="val/loss", callbacks=callbacks, strategy=strategy,
+                 best_from_step=warm, ddp_find_unused_parameters=cfg.model.mlp_fade_steps > 0)
 
 
 def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Path) -> dict:

@@ -108,3 +108,37 @@ def test_a_run_with_a_distillation_warm_start_and_weight_trains_through_the_swit
     cfg = tiny_config("model.distill_steps=2", "model.distill_weight=0.5")
     trainer = _fit(PromptCompressor(cfg, tiny_backbone), cfg, tmp_path, steps=4)
     assert trainer.global_step == 4 and {"train/loss", "train/distill_loss"} <= set(trainer.callback_metrics)
+
+
+def test_mlp_fade_starts_as_the_full_encoder_and_ends_as_aocs(tiny_backbone, tiny_config, sample_ids, tmp_path):
+    from lightning_compress.tasks.prompt.module import MLP_FADE_KEY
+
+    faded = PromptCompressor(tiny_config("model.mlp_fade_steps=2", "trainer.max_steps=4"), tiny_backbone)
+    torch.manual_seed(0)
+    full = PromptCompressor(tiny_config("model.encoder.name=full"), tiny_backbone)
+    faded.encoder.memory.data.copy_(full.encoder.memory.data)
+    for a, b in zip(faded.compress(sample_ids).keys, full.compress(sample_ids).keys):
+        torch.testing.assert_close(a, b)  # scale 1: the full encoder
+    mid = faded.trainable_state_dict()
+    assert MLP_FADE_KEY in mid and any(".mlp.mlp." in k for k in mid)
+    faded.encoder.set_mlp_scale(0.0)
+    aoc = PromptCompressor(tiny_config(), tiny_backbone)
+    assert set(faded.trainable_state_dict()) == set(aoc.trainable_state_dict())  # AOC's layout, no MLP
+    aoc.load_trainable_state(faded.trainable_state_dict())
+    # A fresh fading module loads a post-fade checkpoint as the MLP-free encoder, a mid-fade one with its scale.
+    reloaded = PromptCompressor(tiny_config("model.mlp_fade_steps=2", "trainer.max_steps=4"), tiny_backbone)
+    reloaded.load_trainable_state(faded.trainable_state_dict())
+    assert not reloaded.encoder.fading_mlps()
+    with pytest.raises(ConfigError, match="keeps its MLPs"):
+        tiny_config("model.encoder.name=full", "model.mlp_fade_steps=2")
+
+
+def test_mlp_fade_run_keeps_best_checkpoint_from_after_the_fade(tmp_path):
+    from conftest import SHRINK_PROMPT
+    from lightning_compress.cli import main
+
+    overrides = [o for o in SHRINK_PROMPT if not o.startswith(("trainer.max_steps", "trainer.val_check"))]
+    assert main(["train", str(EXPERIMENTS / "prompt" / "aoc.yaml"), f"output_dir={tmp_path}", "name=fade", *overrides,
+                 "model.mlp_fade_steps=2", "trainer.max_steps=4", "trainer.val_check_interval=1"]) == 0
+    best = torch.load(tmp_path / "fade" / "version_0" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["global_step"] >= 2 and not any(".mlp." in k for k in best["state_dict"])

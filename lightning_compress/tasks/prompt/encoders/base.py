@@ -157,11 +157,38 @@ class KVEncoder(nn.Module):
         hidden = self.embed(input_ids, text_start)
         return self.encode_embeds(hidden, self.position_ids(input_ids.shape[1], input_ids.device))
 
+    def fading_mlps(self) -> list[FadingMLP]:
+        return [block.mlp for block in self.blocks if isinstance(block.mlp, FadingMLP)]
+
+    def set_mlp_scale(self, scale: float) -> None:
+        """Scale of every fading MLP; at 0 they are replaced by NoMLP (the AOC encoder)."""
+        for block in self.blocks:
+            if isinstance(block.mlp, FadingMLP):
+                if scale <= 0:
+                    block.mlp = NoMLP()
+                else:
+                    block.mlp.scale = float(scale)
+
     def trainable_parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class FadingMLP(nn.Module):
+    """A block's MLP on its way out: x + s * (mlp(x) - x), so s = 1 is the pretrained block and
+    s = 0 is AOC's identity (NoMLP). An MLP-free encoder can then start as the full one, whose
+    memory the frozen decoder reads from the first step, and lose its MLPs gradually while its
+    attention takes over (`model.mlp_fade_steps`); at s = 0 the MLP is dropped for good."""
+
+    def __init__(self, mlp: nn.Module):
+        super().__init__()
+        self.mlp = mlp
+        self.scale = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * (self.mlp(x) - x)
 
 
 class NoMLP(nn.Module):

@@ -12,16 +12,16 @@ import copy
 from torch import nn
 
 from . import register_encoder
-from .base import KVEncoder, NoMLP, decoder_parts, last_reader
+from .base import FadingMLP, KVEncoder, NoMLP, decoder_parts, last_reader
 
 
 def _copied_encoder(decoder, memory_tokens, position_layout, drop_mlp, train_embeddings=True, memory_init="embedding_std",
-                    memory_from_text=False, value_gate=False, **_):
+                    memory_from_text=False, value_gate=False, mlp_fade=False, **_):
     embed_tokens, rotary_emb, layers = decoder_parts(decoder)
     blocks = nn.ModuleList(copy.deepcopy(layer) for layer in layers[:-1])
     if drop_mlp:
         for block in blocks:
-            block.mlp = NoMLP()
+            block.mlp = FadingMLP(block.mlp) if mlp_fade else NoMLP()
     last = copy.deepcopy(last_reader(layers[-1]))
     embeddings = copy.deepcopy(embed_tokens)
     encoder = KVEncoder(decoder.config, embeddings, rotary_emb, blocks, last, memory_tokens, position_layout, memory_init,

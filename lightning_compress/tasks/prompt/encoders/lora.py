@@ -12,11 +12,11 @@ from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from . import register_encoder
-from .base import KVEncoder, NoMLP, decoder_parts, last_reader, shallow_clone
+from .base import FadingMLP, KVEncoder, NoMLP, decoder_parts, last_reader, shallow_clone
 
 
 def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, memory_init="embedding_std", memory_from_text=False,
-                  value_gate=False, **_):
+                  value_gate=False, mlp_fade=False, **_):
     lora = dict(lora or {})
     embed_tokens, rotary_emb, layers = decoder_parts(decoder)
     blocks = nn.ModuleList()
@@ -24,7 +24,7 @@ def _lora_encoder(decoder, memory_tokens, position_layout, drop_mlp, lora=None, 
         block = shallow_clone(layer)
         block.self_attn = shallow_clone(layer.self_attn)
         if drop_mlp:
-            block.mlp = NoMLP()
+            block.mlp = FadingMLP(layer.mlp) if mlp_fade else NoMLP()  # the decoder's frozen MLP, shared
         blocks.append(block)
     encoder = KVEncoder(decoder.config, embed_tokens, rotary_emb, blocks, last_reader(layers[-1]), memory_tokens,
                         position_layout, memory_init, memory_from_text, value_gate)
