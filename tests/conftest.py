@@ -12,14 +12,8 @@ import torch
 from lightning_compress.backbone import load_backbone
 from lightning_compress.config import load_config
 
-from helpers import EXPERIMENTS
+from helpers import EXPERIMENTS, SHRINK_PROMPT
 
-# What makes the CPU default run (experiments/prompt/aoc.yaml) small enough for a unit test.
-SHRINK_PROMPT = [
-    "decoder.source=tiny-random", "data.n_tokens=12", "data.batch_size=4", "data.val_size=4", "model.memory_tokens=3",
-    "model.encoder.lora.r=4", "eval.num_samples=4", "eval.batch_size=4", "trainer.max_steps=2",
-    "trainer.val_check_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-]
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SHRINK_PROMPT
-from helpers import EXPERIMENTS
+from helpers import EXPERIMENTS, SHRINK_PROMPT
 from lightning_compress.cli import main
 
 

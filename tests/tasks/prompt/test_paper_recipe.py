@@ -10,7 +10,7 @@ from lightning_compress.config import ConfigError, load_config
 from lightning_compress.tasks.prompt.memory import decoder_logits
 from lightning_compress.tasks.prompt.module import PromptCompressor
 
-from helpers import EXPERIMENTS
+from helpers import EXPERIMENTS, SHRINK_PROMPT
 
 
 def test_memory_init_normal_is_aocs_n01_and_the_default_is_embedding_scale(tiny_backbone, tiny_config):
@@ -134,7 +134,6 @@ def test_mlp_fade_starts_as_the_full_encoder_and_ends_as_aocs(tiny_backbone, tin
 
 
 def test_mlp_fade_run_keeps_best_checkpoint_from_after_the_fade(tmp_path):
-    from conftest import SHRINK_PROMPT
     from lightning_compress.cli import main
 
     overrides = [o for o in SHRINK_PROMPT if not o.startswith(("trainer.max_steps", "trainer.val_check"))]
