@@ -93,12 +93,13 @@ class PromptCompressor(pl.LightningModule):
         # float32: true mixed precision, what is trained keeps fp32 weights (the optimiser's
         # master copy) even when the frozen decoder is bf16; activations follow
         # trainer.precision. decoder: everything trained in the decoder's dtype (AOC's code).
+        # Parameters only: buffers such as RoPE's inv_freq belong to the rotary module the
+        # encoder shares with the decoder and stay as transformers keeps them (fp32).
         dtype = torch.float32 if cfg.model.master_weights == "float32" else self.decoder.dtype
+        own_copy = enc.name in ("full", "mlp_free")  # frozen copied embeddings too, so dtypes meet
         for param in self.encoder.parameters():
-            if param.requires_grad:
+            if param.requires_grad or own_copy:
                 param.data = param.data.to(dtype)
-        if enc.name in ("full", "mlp_free"):
-            self.encoder.to(dtype)  # its own copy: frozen embeddings too, so dtypes meet
         self.strict_loading = False  # checkpoints omit the frozen decoder
 
     # The decoder stays in eval mode whatever Lightning asks of the module.

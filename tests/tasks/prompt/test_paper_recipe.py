@@ -37,6 +37,9 @@ def test_eos_token_is_the_target_after_the_text_and_a_generation_stop(tiny_backb
 @pytest.mark.parametrize("encoder", ["mlp_free", "lora"])
 def test_bf16_decoder_keeps_fp32_master_weights_unless_asked_for_pure_bf16(tiny_backbone, tiny_config, sample_ids, encoder):
     tiny_backbone.decoder.to(torch.bfloat16)
+    rotary = tiny_backbone.decoder.model.rotary_emb
+    rotary.inv_freq.data = rotary.inv_freq.data.float()  # as from_pretrained(dtype=bfloat16) keeps it
+    rotary_dtypes = [b.dtype for b in rotary.buffers()]
     mixed = PromptCompressor(tiny_config(f"model.encoder.name={encoder}"), tiny_backbone)
     trained = [p for p in mixed.parameters() if p.requires_grad]
     assert trained and all(p.dtype == torch.float32 for p in trained)
@@ -46,6 +49,7 @@ def test_bf16_decoder_keeps_fp32_master_weights_unless_asked_for_pure_bf16(tiny_
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in [mixed.encoder.memory])
     pure = PromptCompressor(tiny_config(f"model.encoder.name={encoder}", "model.master_weights=decoder"), tiny_backbone)
     assert all(p.dtype == torch.bfloat16 for p in pure.parameters() if p.requires_grad)
+    assert [b.dtype for b in rotary.buffers()] == rotary_dtypes  # shared by encoder and decoder: never cast
 
 
 def test_distill_loss_is_zero_for_the_full_encoder_and_the_warm_start_lowers_it(tiny_backbone, tiny_config, sample_ids):
