@@ -77,7 +77,7 @@ def check_data_supply(cells: list) -> None:
             scope = "the whole source" if counts["complete"] else f"the first {counts['records']} records"
             raise ConfigError(
                 f"cell {cell.name}: data.source={cfg.data.source!r} cannot supply prompts of n={cfg.data.n_tokens} "
-                f"tokens: texts with at least n tokens in {scope} per split: {'; '.join(short)} "
+                f"tokens: texts with at least {shortest} tokens in {scope} per split: {'; '.join(short)} "
                 f"(needed: data.batch_size for train, data.val_size for val, eval.num_samples for test); "
                 "data.pad_to_n=true pads shorter texts up to n, as the papers do"
             )

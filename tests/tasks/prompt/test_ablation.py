@@ -114,3 +114,17 @@ def test_sweep_refuses_what_is_not_a_grid_of_its_task(tmp_path, capsys, text, me
     with pytest.raises(ConfigError, match=message):
         run_sweep(path, train_fn=pytest.fail)
     assert main(["sweep", str(path)]) == 2 and message.split("'")[0] in capsys.readouterr().err
+
+
+def test_the_paper_grid_starts_on_short_abstracts_because_it_pads_as_the_papers(tmp_path):
+    from lightning_compress.tasks.prompt.ablation import check_data_supply
+
+    data = tmp_path / "short.jsonl"
+    data.write_text("".join(json.dumps({"abstract": f"Short abstract number {i} on memory tokens."}) + "\n" for i in range(6000)))
+    overrides = [f"data.source={data}", "decoder.source=tiny-random", "eval.num_samples=100"]
+    _, _, cells = load_sweep(EXPERIMENTS / "prompt" / "lora_ablation_paper.yaml", overrides)
+    assert len(cells) == 60 and all(c.config.data.pad_to_n for c in cells)
+    check_data_supply(cells)  # n up to 480 from ~10-token abstracts: padded
+    _, _, unpadded = load_sweep(EXPERIMENTS / "prompt" / "lora_ablation_paper.yaml", overrides + ["data.pad_to_n=false"])
+    with pytest.raises(ConfigError, match="cannot supply prompts of n=96"):
+        check_data_supply(unpadded)
