@@ -1,8 +1,9 @@
 """PromptCompressor: train an encoder so a frozen decoder regenerates the prompt from memory KV.
 
 Loss: the decoder reads [BOS] + ids (n tokens) at positions m..m+n after the m memory
-slots and is scored by cross-entropy on ids + EOS (n + 1 targets). No padding exists: every
-prompt has exactly n tokens, so no pad token can leak into the loss.
+slots and is scored by cross-entropy on ids + EOS (n + 1 targets). Every prompt has exactly
+n tokens: by default shorter texts are skipped, so no pad reaches the loss; with
+`data.pad_to_n` they are padded with EOS and the pads are targets, as the papers train.
 
 Checkpoints hold only the trainable weights plus the decoder's identity (source and weight
 fingerprint); `PromptCompressor.load_checkpoint` reloads the decoder from its source.
@@ -110,8 +111,8 @@ class PromptCompressor(pl.LightningModule):
 
     def compress(self, input_ids: torch.Tensor) -> MemoryKV:
         """Memory KV of prompts [B, n]. With `model.encoder_bos` the encoder reads
-        [BOS] + prompt, the start its pretrained blocks expect (a Llama-3 tokenizer adds
-        it by default, as in the papers' encoders)."""
+        [BOS] + prompt, the start its pretrained blocks expect (ours; the papers' encoders
+        read the prompt alone)."""
         return self.encoder(self.encoder_input(input_ids), text_start=int(self.cfg.model.encoder_bos))
 
     def encoder_input(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -125,8 +126,9 @@ class PromptCompressor(pl.LightningModule):
         the frozen decoder's own does on the same input [text; slots] at the same positions.
 
         An MLP-free encoder starts far from that (every block adds norm(h) instead of
-        MLP(norm(h))), so its slot KV are unlike any KV the decoder has seen and the decoder
-        attends past them; a full encoder starts at zero loss. Directions are compared
+        MLP(norm(h)); mean cosine ~0.05), so its slot KV are unlike any KV the decoder has
+        seen: they capture most of its attention and hurt (docs/RESULTS.md); a full encoder
+        starts at zero loss. Directions are compared
         (h / rms(h)), because each KV is read through an RMSNorm: 2 - 2 cos per position,
         averaged over positions and layers. Needs no decoder backward: cheap."""
         encoder = self.encoder
