@@ -31,7 +31,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .records import SkipLog, is_hub_source, iter_texts, shuffled
+from .records import SkipLog, is_hub_source, iter_texts, repeated_passes, shuffled
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +132,10 @@ class AbstractsStream(IterableDataset):
 
     def _examples(self):
         if not self.repeat:
-            yield from self._one_pass()
-            return
-        pass_index = 0
-        # Training repeats the split forever and stops at trainer.max_steps: every DDP rank
-        # always has a next batch, so no rank waits at an epoch end that others never reach
-        # (shards may differ by a few examples, which would otherwise hang gradient sync).
-        while True:
-            produced = 0
-            for example in self._one_pass(pass_index):
-                produced += 1
-                yield example
-            pass_index += 1
-            if not produced:
-                raise ValueError(
-                    f"the {self.split} split of data.source={self.source!r} gives this shard no text with at "
-                    f"least {self.n_tokens} tokens; {self.skips.summary()}"
-                )
+            return self._one_pass()
+        return repeated_passes(self._one_pass, lambda: (
+            f"the {self.split} split of data.source={self.source!r} gives this shard no text with at "
+            f"least {self.n_tokens} tokens; {self.skips.summary()}"))
 
     def _one_pass(self, pass_index: int = 0):
         shard, shards = self._shard()

@@ -13,6 +13,7 @@ import glob
 import gzip
 import html
 import io
+import itertools
 import json
 import logging
 import random
@@ -39,6 +40,20 @@ def shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
             yield buffer.pop(rng.randrange(len(buffer)))
     rng.shuffle(buffer)
     yield from buffer
+
+
+def repeated_passes(one_pass, why_empty) -> Iterator:
+    """Training's stream: pass after pass over a split without end (runs stop at
+    trainer.max_steps, so every DDP rank always has a next batch and none waits at an epoch
+    end the others never reach). `one_pass(index)` yields pass `index` (its own shuffle);
+    a pass that yields nothing raises ValueError(why_empty()) instead of looping forever."""
+    for index in itertools.count():
+        produced = 0
+        for example in one_pass(index):
+            produced += 1
+            yield example
+        if not produced:
+            raise ValueError(why_empty())
 
 
 def shipped_sample() -> Path:

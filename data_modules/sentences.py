@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .arxiv_abstracts import split_of
-from .records import SkipLog, iter_texts, shuffled
+from .records import SkipLog, iter_texts, repeated_passes, shuffled
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +99,11 @@ class SentenceStream(IterableDataset):
             log.info("%s split: %s", self.split, self.report())
 
     def __iter__(self):
-        pass_index = 0
-        while True:
-            produced = 0
-            for example in self._one_pass(pass_index):
-                produced += 1
-                yield example
-            if not self.repeat:
-                return
-            if not produced:
-                raise ValueError(f"the {self.split} split of data.source={self.source!r} gives this shard no sentence "
-                                 f"of {self.min_tokens}..{self.max_tokens} tokens; {self.report()}")
-            pass_index += 1
+        if not self.repeat:
+            return self._one_pass(0)
+        return repeated_passes(self._one_pass, lambda: (
+            f"the {self.split} split of data.source={self.source!r} gives this shard no sentence "
+            f"of {self.min_tokens}..{self.max_tokens} tokens; {self.report()}"))
 
 
 def pad_batch(batch: list[dict], pad_id: int) -> dict:
