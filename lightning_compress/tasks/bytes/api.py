@@ -14,17 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ...atomic import atomic_write_bytes
 from ...checkpoint_io import Checkpoint, load_checkpoint
-from .coder import decode_chunks, encode_chunks
-from .container import ContainerError, model_hash, pack, unpack
+from .coder import LeanStepper, TransformersStepper, decode_sequences, encode_sequences, threads
+from .container import VERSION, ContainerError, model_hash, pack, undecodable, unpack
 from .config import TASK
-from .model import ByteLM
+from .model import BOS, ByteLM
 
 DEFAULT_BATCH = 64
 
@@ -41,14 +41,23 @@ def load_byte_model(checkpoint: str | os.PathLike | Checkpoint, device: str | No
     return model.to(device).eval()
 
 
-@contextmanager
-def _threads(count: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def byte_stepper(model: ByteLM, version: int = VERSION):
+    """(batch, length) -> the stepper a file of this format version is coded with."""
+    kind = TransformersStepper if version == 1 else LeanStepper
+    return lambda batch, length: kind(model.net, batch, length, vocab=256)
+
+
+def encode_chunks(model: ByteLM, chunks: list[bytes], batch: int, progress: bool = True) -> tuple[np.ndarray, float]:
+    """Range-code byte chunks (format 2); returns (uint32 words, cross-entropy bound in bits)."""
+    sequences = [np.frombuffer(c, dtype=np.uint8).astype(np.int64) for c in chunks]
+    return encode_sequences(byte_stepper(model), sequences, batch, BOS, pre_quantise=True, progress=progress)
+
+
+def decode_chunks(model: ByteLM, words: np.ndarray, lengths: list[int], batch: int, version: int = VERSION,
+                  progress: bool = True) -> list[bytes]:
+    sequences = decode_sequences(byte_stepper(model, version), words, lengths, batch, BOS, pre_quantise=True,
+                                 progress=progress)
+    return [s.astype(np.uint8).tobytes() for s in sequences]
 
 
 def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, batch: int = DEFAULT_BATCH,
@@ -60,7 +69,7 @@ def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, b
     start = time.perf_counter()
     chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
     device = next(model.parameters()).device
-    words, bound_bits = encode_chunks(model.net, chunks, batch, device, progress)
+    words, bound_bits = encode_chunks(model, chunks, batch, progress)
     header = {
         "model": model_hash(model), "length": len(data), "chunk_bytes": chunk_bytes, "batch": batch,
         "threads": torch.get_num_threads(), "device": device.type, "sha256": hashlib.sha256(data).hexdigest(),
@@ -84,9 +93,12 @@ def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source:
         raise ContainerError(f"{source} was compressed on {header['device']}; decompress on {header['device']} too "
                              f"(the arithmetic must repeat exactly), not on {device.type}")
     length, chunk_bytes = header["length"], header["chunk_bytes"]
+    if chunk_bytes > model.context:
+        raise ContainerError(f"{source}: header field chunk_bytes={chunk_bytes} exceeds the model's context "
+                             f"({model.context}); the file is damaged")
     lengths = [min(chunk_bytes, length - i) for i in range(0, length, chunk_bytes)]
-    with _threads(header["threads"]):
-        chunks = decode_chunks(model.net, words, lengths, header["batch"], device, progress)
+    with threads(header["threads"]), undecodable(source):
+        chunks = decode_chunks(model, words, lengths, header["batch"], header["version"], progress)
     data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise ContainerError(f"{source}: decoded data fails its sha256 check (different torch build or device?)")

@@ -18,8 +18,7 @@ import numpy as np
 from ...codecs import GENERAL
 from ...config import ConfigError
 from ...reports import markdown_table, mirror_to_tensorboard, new_figure, write_figure, write_table
-from .api import load_byte_model
-from .coder import decode_chunks, encode_chunks
+from .api import decode_chunks, encode_chunks, load_byte_model
 from .container import HEADER_SIZE
 from .baselines import flac_size, jpegxl_size, png_size
 
@@ -100,12 +99,11 @@ def model_row(model, modality: str, items: list[dict], chunk_bytes: int, batch: 
     stream with one container header, decode them back and check the round trip."""
     chunks = [c for item in items for c in _chunks(item["raw"], chunk_bytes)]
     raw = sum(len(c) for c in chunks)
-    device = next(model.parameters()).device
     start = time.perf_counter()
-    words, bound_bits = encode_chunks(model.net, chunks, batch, device, progress=True)
+    words, bound_bits = encode_chunks(model, chunks, batch, progress=True)
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
-    decoded = decode_chunks(model.net, words, [len(c) for c in chunks], batch, device, progress=True)
+    decoded = decode_chunks(model, words, [len(c) for c in chunks], batch, progress=True)
     decode_s = time.perf_counter() - start
     if decoded != chunks:
         raise RuntimeError(f"{modality}: the byte model's round trip failed")

@@ -1,20 +1,30 @@
-"""Arithmetic (range) coding of byte chunks with a ByteLM's next-byte probabilities.
+"""Arithmetic (range) coding of symbol sequences with a language model's next-symbol probabilities.
 
-Bit-identical encode and decode. Both sides compute probabilities through one function,
-`ChunkStepper.step`, with the same batch of chunks, the same shapes and the same thread
-count: one byte position at a time, with a KV cache, for every chunk of the batch at once.
-(Encoding could score a chunk in one teacher-forced pass, but a different kernel would give
-logits that differ in the last bits, and one flipped quantised frequency breaks decoding.)
+One loop codes both kinds of sequence this task knows: byte chunks under a ByteLM (symbols
+0..255) and token windows under a pretrained LM (symbols = token ids). Encode and decode are
+bit-identical because both compute probabilities through the same stepper, with the same
+batch of sequences, the same shapes and the same thread count: one position at a time, with
+a KV cache, for every sequence of the batch at once. (Encoding could score a sequence in one
+teacher-forced pass, but a different kernel gives logits that differ in the last bits, and
+one changed quantised frequency breaks decoding.)
 
-Probabilities are quantised to integer frequencies that sum to 2**FREQ_BITS with every byte
-at least 1 (so any byte stays decodable, whatever the model thinks of it), and handed to
-constriction's range coder, whose 24-bit fixed point represents them exactly (2**20 divides
-2**24). The stream is step-major inside a batch of chunks (byte t of every chunk, then byte
-t + 1), which is the order the decoder recovers them in; batches follow one another. One
-stream for the whole input keeps the coder's overhead to a few bytes in total.
+Precision. constriction's range coder represents each distribution with 24-bit integer
+frequencies, every symbol at least 1 of 2**24 (so any symbol stays decodable, whatever the
+model thinks of it). Byte probabilities are first quantised by us to 2**20 (`quantise`), which
+the 24-bit coder represents exactly as the format-1 files did; token distributions (49k symbols)
+are handed over as float64 and quantised by constriction to 24 bits directly: 16 bits would
+reserve 49k/65k of the mass for the floor of 1.
+
+The stream is step-major inside a batch (symbol t of every sequence, then t + 1), the order
+the decoder recovers them in; batches follow one another. One stream for the whole input keeps
+the coder's overhead to a few bytes in total.
 """
 
 from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -23,13 +33,14 @@ from tqdm.auto import tqdm
 from transformers import StaticCache
 
 from ...hf_compat import forward_cache
-from .model import BOS
+from ...llama_step import LlamaStepper
 
 # constriction is a compiled extension: its submodules are attributes, not importable paths.
 Categorical = constriction.stream.model.Categorical
 RangeEncoder = constriction.stream.queue.RangeEncoder
 RangeDecoder = constriction.stream.queue.RangeDecoder
 
+CODER_PRECISION = 24  # constriction's default range coder
 FREQ_BITS = 20
 TOTAL = 1 << FREQ_BITS
 
@@ -42,32 +53,67 @@ def quantise(probabilities: np.ndarray) -> np.ndarray:
     return freq.astype(np.float64)
 
 
-class ChunkStepper:
-    """Next-byte probabilities for a batch of chunks, one position per call.
+def max_symbols(payload_words: int, vocab: int, precision: int) -> int:
+    """The most symbols a payload of this many words can hold: every symbol costs at least
+    -log2(1 - (vocab - 1) / 2**precision) bits, the cost of the likeliest symbol when all the
+    others sit at the floor of 1; plus the coder's 64-bit state. A header claiming more
+    is refused before any model work."""
+    least_bits = -math.log2(1 - (vocab - 1) / 2**precision)
+    return int((32 * payload_words + 64) / least_bits) + 1
 
-    The KV cache is preallocated for the batch's longest chunk (StaticCache): a growing
-    cache re-allocates and copies every layer's keys and values at each byte, which made
-    coding 3x slower on CPU (mostly page faults)."""
 
-    def __init__(self, model, batch: int, device, length: int):
-        self.model, self.device = model, device
+@contextmanager
+def threads(count: int):
+    """torch's intra-op threads set to `count` inside (a matmul split over another number of
+    threads can round differently: decoding repeats the encoder's thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Stepper(Protocol):
+    def step(self, tokens: torch.Tensor) -> np.ndarray:
+        """tokens [B] at the current position -> float64 probabilities [B, V] of the next."""
+
+
+class LeanStepper:
+    """`LlamaStepper` (the lean incremental forward), as float64 probabilities."""
+
+    def __init__(self, model, batch: int, length: int, vocab: int | None = None):
+        self.llama = LlamaStepper(model, batch, length, vocab)
+
+    def step(self, tokens: torch.Tensor) -> np.ndarray:
+        return torch.softmax(self.llama.step(tokens).double(), dim=-1).cpu().numpy()
+
+
+class TransformersStepper:
+    """The transformers forward on a preallocated StaticCache (a growing cache re-allocates
+    every layer's keys and values at each position: 3x slower on CPU). Format-1 byte files
+    were coded with it, so it decodes them; it also runs any causal LM the lean step does
+    not reproduce."""
+
+    def __init__(self, model, batch: int, length: int, vocab: int | None = None):
+        self.model, self.vocab = model, vocab
+        self.device = next(model.parameters()).device
         self.cache = StaticCache(config=model.config, max_cache_len=max(1, length))
         self.position = 0
-        self.previous = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
 
     @torch.no_grad()
-    def step(self) -> np.ndarray:
-        """float64 probabilities [B, 256] of the byte at the current position."""
-        positions = torch.full_like(self.previous, self.position)
+    def step(self, tokens: torch.Tensor) -> np.ndarray:
+        previous = tokens.to(self.device).view(-1, 1)
+        positions = torch.full_like(previous, self.position)
         slot = torch.tensor([self.position], device=self.device)
-        out = self.model(input_ids=self.previous, **forward_cache(self.model, self.cache), position_ids=positions,
+        out = self.model(input_ids=previous, **forward_cache(self.model, self.cache), position_ids=positions,
                          cache_position=slot, use_cache=True)
-        logits = out.logits[:, -1, :256].double()
+        self.position += 1
+        logits = out.logits[:, -1, : self.vocab].double()
         return torch.softmax(logits, dim=-1).cpu().numpy()
 
-    def advance(self, current: np.ndarray) -> None:
-        self.previous = torch.as_tensor(current, dtype=torch.long, device=self.device).view(-1, 1)
-        self.position += 1
+
+NewStepper = Callable[[int, int], Stepper]  # (batch, longest sequence) -> stepper
 
 
 def _batches(lengths: list[int], batch: int):
@@ -75,49 +121,54 @@ def _batches(lengths: list[int], batch: int):
         yield start, lengths[start : start + batch]
 
 
-def encode_chunks(model, chunks: list[bytes], batch: int, device="cpu", progress: bool = True) -> tuple[np.ndarray, float]:
-    """Range-code `chunks`; returns (compressed uint32 words, model cross-entropy in bits)."""
+def encode_sequences(new_stepper: NewStepper, sequences: list[np.ndarray], batch: int, start_token: int,
+                     pre_quantise: bool, progress: bool = True, unit: str = "B") -> tuple[np.ndarray, float]:
+    """Range-code `sequences` (int arrays); returns (compressed uint32 words, the model's
+    cross-entropy of the sequences in bits)."""
     family = Categorical(perfect=False)
     encoder = RangeEncoder()
     bound = 0.0
-    lengths = [len(c) for c in chunks]
-    with tqdm(total=sum(lengths), unit="B", unit_scale=True, desc="compress", disable=not progress) as bar:
+    lengths = [len(s) for s in sequences]
+    with tqdm(total=sum(lengths), unit=unit, unit_scale=True, desc="compress", disable=not progress) as bar:
         for start, group in _batches(lengths, batch):
             width = max(group)
-            table = np.zeros((len(group), width), dtype=np.int32)
-            for row, chunk in enumerate(chunks[start : start + len(group)]):
-                table[row, : len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            table = np.zeros((len(group), width), dtype=np.int64)
+            for row, sequence in enumerate(sequences[start : start + len(group)]):
+                table[row, : len(sequence)] = sequence
             active_rows = np.array(group)
-            stepper = ChunkStepper(model, len(group), device, width)
+            stepper = new_stepper(len(group), width)
+            previous = torch.full((len(group),), start_token, dtype=torch.long)
             for t in range(width):
-                probabilities = stepper.step()
+                probabilities = stepper.step(previous)
                 active = active_rows > t
-                symbols = table[active, t]
-                frequencies = quantise(probabilities[active])
-                encoder.encode(symbols, family, frequencies)
+                symbols = table[active, t].astype(np.int32)
+                model = quantise(probabilities[active]) if pre_quantise else probabilities[active]
+                encoder.encode(symbols, family, model)
                 bound -= np.log2(probabilities[active, symbols]).sum()
-                stepper.advance(table[:, t])
+                previous = torch.from_numpy(table[:, t])
                 bar.update(int(active.sum()))
     return encoder.get_compressed(), float(bound)
 
 
-def decode_chunks(model, words: np.ndarray, lengths: list[int], batch: int, device="cpu", progress: bool = True) -> list[bytes]:
-    """Inverse of `encode_chunks`, given the chunk lengths and the same batch size."""
+def decode_sequences(new_stepper: NewStepper, words: np.ndarray, lengths: list[int], batch: int, start_token: int,
+                     pre_quantise: bool, progress: bool = True, unit: str = "B") -> list[np.ndarray]:
+    """Inverse of `encode_sequences`, given the sequence lengths and the same batch size."""
     family = Categorical(perfect=False)
     decoder = RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
-    chunks = []
-    with tqdm(total=sum(lengths), unit="B", unit_scale=True, desc="decompress", disable=not progress) as bar:
+    sequences = []
+    with tqdm(total=sum(lengths), unit=unit, unit_scale=True, desc="decompress", disable=not progress) as bar:
         for _, group in _batches(lengths, batch):
             width = max(group)
-            table = np.zeros((len(group), width), dtype=np.int32)
+            table = np.zeros((len(group), width), dtype=np.int64)
             active_rows = np.array(group)
-            stepper = ChunkStepper(model, len(group), device, width)
+            stepper = new_stepper(len(group), width)
+            previous = torch.full((len(group),), start_token, dtype=torch.long)
             for t in range(width):
-                probabilities = stepper.step()
+                probabilities = stepper.step(previous)
                 active = active_rows > t
-                frequencies = quantise(probabilities[active])
-                table[active, t] = decoder.decode(family, frequencies)
-                stepper.advance(table[:, t])
+                model = quantise(probabilities[active]) if pre_quantise else probabilities[active]
+                table[active, t] = decoder.decode(family, model)
+                previous = torch.from_numpy(table[:, t].copy())
                 bar.update(int(active.sum()))
-            chunks.extend(table[row, :length].astype(np.uint8).tobytes() for row, length in enumerate(group))
-    return chunks
+            sequences.extend(table[row, :length].copy() for row, length in enumerate(group))
+    return sequences

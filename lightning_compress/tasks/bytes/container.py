@@ -2,7 +2,7 @@
 
     offset  size  field (little-endian)
     0       4     magic b"LCBZ"
-    4       1     format version (1)
+    4       1     format version (2; 1 is still read)
     5       8     model identity: first 8 bytes of the sha256 of every weight of the byte model
     13      8     length of the original in bytes
     21      4     chunk_bytes
@@ -16,6 +16,13 @@
     74      4     reserved (0)
     78      ...   payload: the range coder's uint32 words
 
+Format 2 (this release) codes with the lean Llama step (`llama_step.py`), format 1 with the
+transformers forward; the two give logits that differ in the last bits, so a file is decoded
+with the stepper of its version (both are kept).
+
+Every header field is checked against its legal range, and the claimed length against what
+the payload can hold, before any model work (a header with valid CRCs can still be crafted).
+
 A binary header keeps the container's cost to 78 bytes, so the file stays within 1% of the
 model's cross-entropy bound from a few kilobytes of compressed data on. A wrong magic or
 version, a damaged header or payload (CRC), a truncated file, a different model, and a
@@ -27,12 +34,17 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
+from .coder import FREQ_BITS, max_symbols
+
 MAGIC = b"LCBZ"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+MAX_THREADS = 1024
 DEVICES = ("cpu", "cuda")
 _BODY = struct.Struct("<4sB8sQIHHB32sII")
 _HEADER_SIZE = _BODY.size + 8  # + header CRC + reserved
@@ -41,6 +53,20 @@ HEADER_SIZE = _HEADER_SIZE
 
 class ContainerError(ValueError):
     """A compressed file that cannot be decoded as it is."""
+
+
+@contextmanager
+def undecodable(source: str):
+    """Any failure of the range decoder (constriction asserts on a stream that is not what the
+    header says) becomes the one-line ContainerError."""
+    try:
+        yield
+    except ContainerError:
+        raise
+    except (AssertionError, ValueError, RuntimeError, IndexError, OverflowError) as error:
+        raise ContainerError(f"{source}: the compressed data does not decode ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else 'no detail'}); the file is damaged "
+                             "or its header was altered") from error
 
 
 def model_hash(model: torch.nn.Module) -> str:
@@ -71,8 +97,9 @@ def unpack(data: bytes, source: str = "input") -> tuple[dict, np.ndarray]:
     magic, version, model, length, chunk_bytes, batch, threads, device, sha256, words, payload_crc = _BODY.unpack(body)
     if magic != MAGIC:
         raise ContainerError(f"{source}: not a lightning_compress byte-model file (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise ContainerError(f"{source}: format version {version}; this lightning_compress reads version {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ContainerError(f"{source}: format version {version}; this lightning_compress reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer release?)")
     (header_crc,) = struct.unpack_from("<I", data, _BODY.size)
     if zlib.crc32(body) != header_crc:
         raise ContainerError(f"{source}: the header is damaged (CRC-32 mismatch)")
@@ -81,6 +108,27 @@ def unpack(data: bytes, source: str = "input") -> tuple[dict, np.ndarray]:
         raise ContainerError(f"{source}: payload is {len(payload)} bytes, the header says {4 * words} (truncated?)")
     if zlib.crc32(payload) != payload_crc:
         raise ContainerError(f"{source}: the compressed data is damaged (CRC-32 mismatch)")
-    header = {"model": model.hex(), "length": length, "chunk_bytes": chunk_bytes, "batch": batch, "threads": threads,
-              "device": DEVICES[device] if device < len(DEVICES) else "unknown", "sha256": sha256.hex()}
+    header = {"version": version, "model": model.hex(), "length": length, "chunk_bytes": chunk_bytes, "batch": batch,
+              "threads": threads, "device": DEVICES[device] if device < len(DEVICES) else device, "sha256": sha256.hex()}
+    check_fields(header, words, source)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+
+
+def check_fields(header: dict, words: int, source: str) -> None:
+    """Each field in its legal range and the length within the payload's capacity."""
+    def bad(field: str, expected: str):
+        raise ContainerError(f"{source}: header field {field}={header[field]} is invalid (expected {expected}); "
+                             "the file is damaged or was not written by lightning_compress")
+
+    if not 1 <= header["chunk_bytes"]:
+        bad("chunk_bytes", ">= 1")
+    if not 1 <= header["batch"]:
+        bad("batch", ">= 1")
+    if not 1 <= header["threads"] <= MAX_THREADS:
+        bad("threads", f"1..{MAX_THREADS}")
+    if header["device"] not in DEVICES:
+        bad("device", f"one of {', '.join(f'{i} ({d})' for i, d in enumerate(DEVICES))}")
+    capacity = max_symbols(words, 256, FREQ_BITS)
+    if header["length"] > capacity:
+        raise ContainerError(f"{source}: the header claims {header['length']:,} bytes, more than its {4 * words:,}-byte "
+                             f"payload can hold (at most {capacity:,}); the file is damaged")
