@@ -2,23 +2,74 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+
+def _refuse_same_file(args) -> None:
+    """`compress X X` would replace the input by its own archive before anyone noticed."""
+    source, target = Path(args.input), Path(args.output)
+    if target.exists() and source.exists() and os.path.samefile(source, target):
+        raise ValueError(f"{args.output} is the input file itself; write the output elsewhere")
+
+
+def _report(args, stats: dict, extra: str = "") -> None:
+    raw, packed = stats["raw_bytes"], stats["compressed_bytes"]
+    print(f"{args.input}: {raw:,} -> {packed:,} bytes ({packed / max(raw, 1):.4f}, {8 * packed / max(raw, 1):.3f} "
+          f"bits/byte), model bound {stats['bound_bytes']:,.0f} bytes{extra}, {raw / 1024 / stats['seconds']:.2f} KB/s "
+          f"-> {args.output}")
+
 
 def _compress(args) -> int:
-    from .api import compress_file, load_byte_model
+    _refuse_same_file(args)
+    if args.lm:
+        from .lm_api import DEFAULT_BATCH, DEFAULT_WINDOW, LmCompressor
 
+        if args.chunk_bytes is not None:
+            raise ValueError("--chunk-bytes is for the byte model (--model); the LM codes --window tokens at a time")
+        lm = LmCompressor.load(args.lm, args.lm_dtype)
+        stats = lm.compress_file(args.input, args.output, window=args.window or DEFAULT_WINDOW,
+                                 batch=args.batch or DEFAULT_BATCH)
+        spelt = f", {stats['byte_spelt']:,} bytes spelt byte by byte" if stats["byte_spelt"] else ""
+        _report(args, stats, f", {stats['tokens']:,} tokens{spelt}")
+        return 0
+    from .api import DEFAULT_BATCH as BYTE_BATCH, compress_file, load_byte_model
+
+    if args.window is not None:
+        raise ValueError("--window is for a pretrained LM (--lm); the byte model codes --chunk-bytes at a time")
     model = load_byte_model(args.model)
-    stats = compress_file(args.input, args.output, model, batch=args.batch, chunk_bytes=args.chunk_bytes)
-    raw, packed = stats["raw_bytes"], stats["compressed_bytes"]
-    print(f"{args.input}: {raw:,} -> {packed:,} bytes ({packed / max(raw, 1):.4f}), model bound {stats['bound_bytes']:,.0f} "
-          f"bytes, {raw / 1024 / stats['seconds']:.1f} KB/s -> {args.output}")
+    _report(args, compress_file(args.input, args.output, model, batch=args.batch or BYTE_BATCH,
+                                chunk_bytes=args.chunk_bytes))
     return 0
 
 
 def _decompress(args) -> int:
-    from .api import decompress_file, load_byte_model
+    from .container import MAGIC as BYTE_MAGIC, ContainerError
+    from .lm_container import MAGIC as LM_MAGIC
 
-    model = load_byte_model(args.model)
-    size = decompress_file(args.input, args.output, model)
+    _refuse_same_file(args)
+    if Path(args.input).is_dir():
+        raise ValueError(f"{args.input} is a directory, not a compressed file")
+    with open(args.input, "rb") as handle:
+        magic = handle.read(4)
+    if magic == LM_MAGIC:
+        from .lm_api import LmCompressor, recorded_source
+
+        if args.model:
+            raise ValueError(f"{args.input} was compressed with a pretrained LM, not a byte model: drop --model "
+                             "(the file names its LM) or pass --lm SOURCE")
+        source = args.lm or recorded_source(Path(args.input).read_bytes(), args.input)
+        size = LmCompressor.load(source, args.lm_dtype).decompress_file(args.input, args.output)
+    elif magic == BYTE_MAGIC:
+        from .api import decompress_file, load_byte_model
+
+        if not args.model:
+            raise ValueError(f"{args.input} was compressed with a byte model: pass --model CHECKPOINT "
+                             "(the one it was compressed with)")
+        size = decompress_file(args.input, args.output, load_byte_model(args.model))
+    else:
+        raise ContainerError(f"{args.input}: not a lightning_compress file (magic {magic!r}; expected {BYTE_MAGIC!r} "
+                             f"for a byte model or {LM_MAGIC!r} for a pretrained LM)")
     print(f"{args.input} -> {args.output}: {size:,} bytes, sha256 verified")
     return 0
 
@@ -31,17 +82,26 @@ def _bench_codecs(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("compress", help="bytes: compress a file with a trained byte model (arithmetic coding)")
+    p = sub.add_parser("compress", help="bytes: compress a file with a trained byte model or a pretrained LM "
+                                        "(arithmetic coding)")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--model", required=True, help="ByteLM checkpoint (make train-bytes)")
-    p.add_argument("--batch", type=int, default=64, help="chunks coded in parallel (recorded in the file)")
-    p.add_argument("--chunk-bytes", type=int, default=None, help="default: the model's context (2048)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="ByteLM checkpoint (make train-bytes): byte-level coding")
+    which.add_argument("--lm", help="a pretrained causal LM: embedded | hub id | model directory | .gguf file: "
+                                    "token-level coding")
+    p.add_argument("--batch", type=int, default=None,
+                   help="chunks (byte model, default 64) or windows (LM, default 16) coded in parallel (recorded in the file)")
+    p.add_argument("--chunk-bytes", type=int, default=None, help="byte model: bytes per chunk (default: its context)")
+    p.add_argument("--window", type=int, default=None, help="LM: tokens per window, each from a fresh context (default 1024)")
+    p.add_argument("--lm-dtype", default="float32", help="LM: weight dtype (float32 on a CPU; recorded in the file)")
     p.set_defaults(run=_compress)
     p = sub.add_parser("decompress", help="bytes: restore a file written by `lcompress compress`")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--model", required=True, help="the ByteLM checkpoint it was compressed with")
+    p.add_argument("--model", help="byte-model files: the ByteLM checkpoint they were compressed with")
+    p.add_argument("--lm", help="LM files: load this LM instead of the source the file names (same weights)")
+    p.add_argument("--lm-dtype", default="float32", help="LM files: the dtype they were compressed with")
     p.set_defaults(run=_decompress)
     p = sub.add_parser("bench-codecs", help="bytes: byte model vs gzip/bzip2/xz/zstd/brotli/FLAC/PNG/JPEG-XL on held-out data")
     p.add_argument("--model", required=True, help="ByteLM checkpoint")
