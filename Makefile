@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale bench-regenerate train-bytes bench-bytes cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale bench-regenerate train-bytes bench-bytes bench-lm bench-coder cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
 
 ##@ Set-up and tests
 
@@ -76,6 +76,12 @@ bench-scale: ## throughput at 1 and 2 processes (DDP), model FLOP/s, MFU on GPUs
 
 train-bytes: ## train the byte-level model (text + images + audio) for lossless compression; ARGS="key=value ..."
 	$(LCOMPRESS) train experiments/bytes/bytes.yaml $(ARGS)
+
+bench-lm: ## the pretrained LM as a compressor vs xz/zstd/brotli (+ bits/byte vs window); ARGS="--byte-model CKPT ..."
+	$(PY) benchmarks/bench_lm.py $(ARGS)
+
+bench-coder: ## where the byte coder's time goes (format 1 vs 2 steps, attention ceiling) + KB/s at 20 KB and 1 MB; ARGS="--model CKPT ..."
+	$(PY) benchmarks/bench_coder.py $(ARGS)
 
 bench-bytes: ## byte model vs the classical codecs: make bench-bytes CKPT=runs/bytes/version_0/checkpoints/best.ckpt
 	@test -n "$(CKPT)" || { echo "usage: make bench-bytes CKPT=path/to/best.ckpt [ARGS='key=value ...']"; exit 2; }

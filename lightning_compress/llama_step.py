@@ -8,7 +8,8 @@ with the model's own weights and a handful of tensor operations per layer:
 
 - q, k and v come from one fused matmul, gate and up from another;
 - RoPE is read from a table of the model's own rotary embedding (cos/sin for every position,
-  computed once by the model's `rotary_emb`, so rope scaling and attention scaling are its own);
+  computed once by the model's `rotary_emb`, so rope scaling and attention scaling are its own)
+  and applied to q and k together with one gather;
 - keys and values are written into a preallocated cache [B, kv heads, T, head dim] and the
   step attends over positions 0..p only (a view, no copy), not over T;
 - grouped-query attention without repeating the cache: the G query heads that share a kv
@@ -40,21 +41,14 @@ def supports(model) -> bool:
 
 
 class _Layer:
-    """One decoder layer's weights, fused for a single-token step.
+    """One decoder layer's weights, fused for a single-token step: [q k v] in one matmul,
+    [gate up] in another, each weight transposed once here rather than at every step."""
 
-    RoPE rotates pairs (i, i + D/2) of each head: rope(x) = x * cos + rotate_half(x) * sin,
-    and rotate_half is linear (a signed permutation P of each head's dimensions), so
-    rotate_half(x @ W.T) = x @ (P W).T. The fused projection therefore returns q and k, their
-    rotated halves, and v in ONE matmul: [q k | P q  P k | v], and RoPE is then one multiply
-    and one multiply-add over q and k together."""
-
-    def __init__(self, layer, head_dim: int):
+    def __init__(self, layer):
         attention, mlp = layer.self_attn, layer.mlp
-        qk = torch.cat([attention.q_proj.weight, attention.k_proj.weight]).detach()
-        heads = qk.view(-1, 2, head_dim // 2, qk.shape[-1])  # [heads, halves, D/2, hidden]
-        rotated = torch.cat([-heads[:, 1:], heads[:, :1]], dim=1).reshape(qk.shape)
-        self.qk_size = qk.shape[0]
-        self.projection = torch.cat([qk, rotated, attention.v_proj.weight.detach()]).T.contiguous()
+        self.projection = torch.cat([attention.q_proj.weight, attention.k_proj.weight,
+                                     attention.v_proj.weight]).detach().T.contiguous()
+        self.qk_size = attention.q_proj.weight.shape[0] + attention.k_proj.weight.shape[0]
         self.out = attention.o_proj.weight.detach().T.contiguous()
         self.gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach().T.contiguous()
         self.down = mlp.down_proj.weight.detach().T.contiguous()
@@ -81,17 +75,24 @@ class LlamaStepper:
         self.group = self.heads // self.kv_heads
         self.scale = self.head_dim ** -0.5
         self.embedding = backbone.embed_tokens.weight.detach()
-        self.layers = [_Layer(layer, self.head_dim) for layer in backbone.layers]
+        self.layers = [_Layer(layer) for layer in backbone.layers]
         self.final_norm = backbone.norm.weight.detach()
         self.head = model.lm_head.weight.detach()[: vocab or config.vocab_size].T.contiguous()
         device, dtype = self.embedding.device, self.embedding.dtype
         with torch.no_grad():
             positions = torch.arange(max(1, length), device=device).unsqueeze(0)
             cos, sin = backbone.rotary_emb(self.embedding[:1].unsqueeze(0), positions)
-        # cos/sin of every position, tiled over the q and k heads: [T, (heads + kv heads) * D].
+        # RoPE rotates pairs (i, i + D/2) of each head: rope(x) = x * cos + rotate_half(x) * sin,
+        # rotate_half(x) = [-x2, x1]. Over q and k together ([B, (heads + kv heads) * D]) that is
+        # x * cos + x[:, swap] * signed_sin, with swap exchanging the halves of every head and
+        # the sign of rotate_half folded into the sin table: one gather, no extra matmul.
         tiles = self.heads + self.kv_heads
+        half = self.head_dim // 2
+        within = torch.cat([torch.arange(half, self.head_dim), torch.arange(half)])
+        self.swap = (within + self.head_dim * torch.arange(tiles).unsqueeze(1)).reshape(-1).to(device)
+        sign = torch.cat([-torch.ones(half), torch.ones(half)]).to(device=device, dtype=dtype)
         self.cos = cos[0].to(dtype).repeat(1, tiles).contiguous()
-        self.sin = sin[0].to(dtype).repeat(1, tiles).contiguous()
+        self.sin = (sin[0].to(dtype) * sign).repeat(1, tiles).contiguous()
         shape = (batch, self.kv_heads, max(1, length), self.head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in self.layers]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in self.layers]
@@ -104,12 +105,13 @@ class LlamaStepper:
     def _attention(self, x: torch.Tensor, layer: _Layer, index: int) -> torch.Tensor:
         B, p, n = x.shape[0], self.position, layer.qk_size
         projected = x @ layer.projection
-        qk = projected[:, :n] * self.cos[p] + projected[:, n : 2 * n] * self.sin[p]
+        qk = projected[:, :n]
+        qk = qk * self.cos[p] + qk.index_select(1, self.swap) * self.sin[p]
         q_size = self.heads * self.head_dim
         # q as [B, kv heads, G, D]: query head h uses kv head h // G, as transformers' repeat_kv.
         q = qk[:, :q_size].view(B, self.kv_heads, self.group, self.head_dim)
         self.keys[index][:, :, p] = qk[:, q_size:].view(B, self.kv_heads, self.head_dim)
-        self.values[index][:, :, p] = projected[:, 2 * n :].view(B, self.kv_heads, self.head_dim)
+        self.values[index][:, :, p] = projected[:, n:].view(B, self.kv_heads, self.head_dim)
         keys, values = self.keys[index][:, :, : p + 1], self.values[index][:, :, : p + 1]
         attended = F.scaled_dot_product_attention(q, keys, values, scale=self.scale)
         return attended.reshape(B, -1) @ layer.out
@@ -119,7 +121,7 @@ class LlamaStepper:
         """tokens [B] (long) at the current position -> logits [B, vocab]; advances by one."""
         if self.position >= self.length:
             raise IndexError(f"LlamaStepper: position {self.position} is past the cache length {self.length}")
-        x = self.embedding[tokens]
+        x = self.embedding[tokens.to(self.embedding.device)]
         for index, layer in enumerate(self.layers):
             x = x + self._attention(self._norm(x, layer.norm_attention), layer, index)
             gate, up = (self._norm(x, layer.norm_mlp) @ layer.gate_up).chunk(2, dim=-1)

@@ -61,6 +61,11 @@ class CodecBenchConfig:
     batch: int = 64
     # Held-out bytes per modality in the benchmark (files whole while they fit, the last cut).
     max_bytes: int = 131072
+    # A pretrained LM coding the held-out text as well (token-level): "" (none), embedded, a hub
+    # id, a model directory or a .gguf file; lm_window tokens per window, lm_batch windows at a time.
+    lm: str = ""
+    lm_window: int = 1024
+    lm_batch: int = 16
 
 
 @dataclass

@@ -169,3 +169,27 @@ def test_the_embedded_lm_codes_held_out_wikipedia_near_its_bound():
     assert stats["payload_bytes"] <= 1.005 * stats["bound_bytes"] + 8, stats
     # A real pretrained LM: far below what xz needs on the same 4 KB (~3.5 bits/byte).
     assert 8 * stats["compressed_bytes"] / len(data) < 2.2, stats
+
+
+def test_cli_compress_with_an_lm_and_decompress_from_the_model_the_file_names(tmp_path, capsys):
+    from lightning_compress.cli import main
+
+    source, packed, restored = tmp_path / "in.bin", tmp_path / "in.lclm", tmp_path / "out.bin"
+    source.write_bytes(ADVERSARIAL["invalid utf-8"] + _readme(500))
+    assert main(["compress", str(source), str(packed), "--lm", "tiny-random", "--window", "64"]) == 0
+    assert "tokens" in capsys.readouterr().out
+    assert main(["decompress", str(packed), str(restored)]) == 0  # no --lm: the file says "tiny-random"
+    assert restored.read_bytes() == source.read_bytes()
+    assert "sha256 verified" in capsys.readouterr().out
+    # One clear line, nothing written, for each misuse.
+    for argv, match in [
+        (["compress", str(source), str(source), "--lm", "tiny-random"], "is the input file itself"),
+        (["compress", str(source), str(tmp_path / "x"), "--lm", "tiny-random", "--chunk-bytes", "9"], "--chunk-bytes is for the byte model"),
+        (["decompress", str(packed), str(tmp_path / "y"), "--model", "some.ckpt"], "compressed with a pretrained LM"),
+        (["decompress", str(source), str(tmp_path / "z")], "not a lightning_compress file"),
+        (["decompress", str(tmp_path), str(tmp_path / "w")], "is a directory"),
+    ]:
+        assert main(argv) == 2, argv
+        error = capsys.readouterr().err
+        assert match in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()

@@ -1,0 +1,135 @@
+"""make bench-coder: where the byte coder's time goes, and its KB/s on small and large inputs.
+
+1. One coder step of the `small` ByteLM (1.1M parameters) for B chunks at context position t,
+   through the transformers forward on a static cache (format 1) and through the lean Llama
+   step (format 2), beside its parts: the attention alone (SDPA over the B chunks' cached keys
+   and values, every layer) and the linears alone.
+2. The ceiling set by attention: a coded byte at position t reads the keys and values of the t
+   bytes before it in every layer (2 x hidden x layers x 4 bytes each), once per byte and
+   with no reuse across chunks, so the cache's bandwidth bounds the coder at
+   bandwidth / (bytes read per coded byte), whatever the batch.
+3. Real round trips (`compress_bytes` + `decompress_bytes`, format 2) of enwik8 text of each
+   --sizes, default batch: KB/s both ways, coded size vs the model's bound.
+
+Speed does not depend on what the weights are, so a freshly initialised model is used unless
+--model CKPT is given (then the sizes are also meaningful).
+
+Usage: python benchmarks/bench_coder.py [--model CKPT] [--sizes 20480 1048576] [--batch 64]
+                                        [--chunk-bytes 2048] [--positions 0 1000 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from lightning_compress.tasks.bytes.api import compress_bytes, decompress_bytes, load_byte_model
+from lightning_compress.tasks.bytes.coder import LeanStepper, TransformersStepper
+from lightning_compress.tasks.bytes.model import BOS, ByteLM
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def time_stepper(kind, model: ByteLM, batch: int, position: int, length: int, steps: int = 30) -> float:
+    """Seconds per step of `kind` at context position `position` (the cache filled up to it)."""
+    stepper = kind(model.net, batch, length, vocab=256)
+    tokens = torch.full((batch,), BOS, dtype=torch.long)
+    if isinstance(stepper, LeanStepper):
+        stepper.llama.position = position  # the cache content does not change the time
+    else:
+        stepper.position = position
+    for _ in range(3):
+        stepper.step(tokens)
+    start = time.perf_counter()
+    for _ in range(steps):
+        stepper.step(tokens)
+    return (time.perf_counter() - start) / steps
+
+
+def time_attention(model: ByteLM, batch: int, position: int, repeats: int = 30) -> float:
+    config = model.net.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    q = torch.randn(batch, config.num_attention_heads, 1, head_dim)
+    k = torch.randn(batch, config.num_key_value_heads, max(1, position), head_dim)
+    v = torch.randn_like(k)
+    for _ in range(3):
+        F.scaled_dot_product_attention(q, k, v)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for _ in range(config.num_hidden_layers):
+            F.scaled_dot_product_attention(q, k, v)
+    return (time.perf_counter() - start) / repeats
+
+
+def time_linears(model: ByteLM, batch: int, repeats: int = 100) -> float:
+    weights = [m.weight for m in model.net.modules() if isinstance(m, torch.nn.Linear)]
+    x = {w.shape[1]: torch.randn(batch, w.shape[1]) for w in weights}
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(repeats):
+            for w in weights:
+                x[w.shape[1]] @ w.T
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="ByteLM checkpoint (default: a freshly initialised small model)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[20480, 1048576])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--chunk-bytes", type=int, default=2048)
+    parser.add_argument("--positions", type=int, nargs="+", default=[0, 1000, 2000])
+    parser.add_argument("--step-batches", type=int, nargs="+", default=[1, 16, 64])
+    args = parser.parse_args()
+    if args.model:
+        model = load_byte_model(args.model, "cpu")
+    else:
+        torch.manual_seed(0)
+        model = ByteLM("small", context=args.chunk_bytes).eval()
+    config = model.net.config
+    kv_per_position = 2 * config.hidden_size * config.num_hidden_layers * 4  # bytes, float32
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}; ByteLM {model.hparams.size} ({model.parameter_count():,} parameters)\n")
+    print("| batch | position | format 1 (transformers) ms/step | format 2 (lean) ms/step | attention alone ms | "
+          "linears alone ms | attention GB/s | format 2 KB/s at this position |")
+    print("|---|---|---|---|---|---|---|---|")
+    length = args.chunk_bytes
+    for batch in args.step_batches:
+        linears = time_linears(model, batch)
+        for position in args.positions:
+            position = min(position, length - 1)
+            old = time_stepper(TransformersStepper, model, batch, position, length)
+            new = time_stepper(LeanStepper, model, batch, position, length)
+            attention = time_attention(model, batch, position + 1)
+            gb_s = batch * kv_per_position * (position + 1) / attention / 1e9
+            print(f"| {batch} | {position} | {1e3 * old:.2f} | {1e3 * new:.2f} | {1e3 * attention:.2f} | {1e3 * linears:.2f} "
+                  f"| {gb_s:.1f} | {batch / new / 1024:.1f} |", flush=True)
+    average = kv_per_position * length / 2
+    print(f"\nA coded byte reads {kv_per_position:,} bytes of cache per earlier position: {average / 1e6:.1f} MB on "
+          f"average over a {length}-byte chunk; at 20 GB/s that alone caps the coder at "
+          f"{20e9 / average / 1024:.1f} KB/s.\n")
+    if not args.sizes:
+        return
+    text = (SHARED / "text" / "enwik8_prefix_3MB.xml").read_bytes() if SHARED.is_dir() else os.urandom(max(args.sizes))
+    print("| input | bytes | batch | compress KB/s | decompress KB/s | coded / bound |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        data = (text * (1 + size // len(text)))[-size:]
+        start = time.perf_counter()
+        blob, stats = compress_bytes(model, data, args.chunk_bytes, args.batch, progress=True)
+        encode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        assert decompress_bytes(model, blob, progress=True) == data, "round trip failed"
+        decode_s = time.perf_counter() - start
+        print(f"| enwik8 tail | {size:,} | {args.batch} | {size / 1024 / encode_s:.2f} | {size / 1024 / decode_s:.2f} | "
+              f"{stats['compressed_bytes'] / stats['bound_bytes']:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
