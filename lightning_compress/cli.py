@@ -6,8 +6,10 @@
   lcompress check-config FILE [FILE ...]       validate experiment and grid files without loading models
 
 and each task's own verbs (listed below), added by the task package that owns them.
-Errors in configs, paths, data and checkpoints print one line and exit 2;
-LCOMPRESS_DEBUG=1 shows the traceback.
+Every error ends in one line on stderr and an exit code (LCOMPRESS_DEBUG=1 shows the
+traceback): 2 for what the user can fix (a config, path, data file, checkpoint or compressed
+file, a full disk or a read-only folder), 1 for anything else (a bug: please report it),
+130 when interrupted.
 """
 
 from __future__ import annotations
@@ -79,15 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (whitespace runs, newlines included, collapsed)."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except KeyboardInterrupt:
+        print("lcompress: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, CheckpointError, ValueError, OSError) as err:
+        # OSError: missing files, a directory where a file was expected, a full disk, a
+        # read-only folder; writes are atomic, so nothing half-written is left behind.
         if os.environ.get("LCOMPRESS_DEBUG"):
             raise
-        print(f"lcompress: error: {err}", file=sys.stderr)
-        return 2
+        print(f"lcompress: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:  # the last resort: never a raw traceback
+        if os.environ.get("LCOMPRESS_DEBUG"):
+            raise
+        print(f"lcompress: internal error: {type(err).__name__}: {one_line(err)} (rerun with LCOMPRESS_DEBUG=1 for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -39,3 +39,52 @@ SHRINK_PROMPT = [
     "model.encoder.lora.r=4", "eval.num_samples=4", "eval.batch_size=4", "trainer.max_steps=2",
     "trainer.val_check_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
 ]
+
+
+def mutated(blob: bytes, count: int, seed: int = 0) -> list[bytes]:
+    """`count` damaged copies of a file, as a fuzzer would make them: bit flips (anywhere, and
+    in the first 64 bytes where headers live), truncations, inserted, deleted and overwritten
+    runs, appended junk, and the empty file."""
+    import random
+
+    rng = random.Random(seed)
+    out = [b""]
+    while len(out) < count:
+        data = bytearray(blob)
+        kind = rng.randrange(6)
+        if kind == 0:
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            data[rng.randrange(min(64, len(data)))] ^= 1 << rng.randrange(8)
+        elif kind == 2:
+            del data[rng.randrange(len(data)):]
+        elif kind == 3:
+            at = rng.randrange(len(data))
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif kind == 4:
+            at = rng.randrange(len(data))
+            del data[at : at + rng.randint(1, 8)]
+        else:
+            at = rng.randrange(len(data))
+            data[at : at + 4] = bytes(rng.randrange(256) for _ in range(4))
+        if bytes(data) != blob:
+            out.append(bytes(data))
+    return out
+
+
+def assert_cli_refuses(argv_of, blobs: list[bytes], folder, capsys) -> None:
+    """Each blob, written to a file and given to the CLI (`argv_of(path, out)`), ends in exit
+    code 2 with one line on stderr and no output file: no traceback, no internal error."""
+    import os
+
+    from lightning_compress.cli import main
+
+    source, out = os.path.join(folder, "fuzzed.bin"), os.path.join(folder, "fuzzed.out")
+    for index, blob in enumerate(blobs):
+        with open(source, "wb") as handle:
+            handle.write(blob)
+        code = main(argv_of(source, out))
+        error = capsys.readouterr().err.strip()
+        assert code == 2 and len(error.splitlines()) == 1 and "internal error" not in error, (index, code, error)
+        assert not os.path.exists(out), f"mutation {index} wrote an output"

@@ -66,6 +66,8 @@ def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, b
     chunk_bytes = chunk_bytes or model.context
     if not 1 <= chunk_bytes <= model.context:
         raise ValueError(f"chunk_bytes={chunk_bytes}: must be between 1 and the model's context ({model.context})")
+    if not 1 <= batch <= 0xFFFF:
+        raise ValueError(f"batch={batch}: must be between 1 and 65535 (the file records it in 16 bits)")
     start = time.perf_counter()
     chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
     device = next(model.parameters()).device

@@ -6,11 +6,23 @@ import os
 from pathlib import Path
 
 
-def _refuse_same_file(args) -> None:
-    """`compress X X` would replace the input by its own archive before anyone noticed."""
+def _check_paths(args) -> None:
+    """Refuse before any model loads: an input that is not a regular file (a directory,
+    /dev/zero), an output that is the input itself (`compress X X` would replace the input by
+    its own archive), a directory, or in a folder that does not exist."""
     source, target = Path(args.input), Path(args.output)
-    if target.exists() and source.exists() and os.path.samefile(source, target):
+    if not source.exists():
+        raise FileNotFoundError(f"{args.input} does not exist")
+    if not source.is_file():
+        raise ValueError(f"{args.input} is {'a directory' if source.is_dir() else 'not a regular file'}; "
+                         "expected a file to read")
+    if target.exists() and os.path.samefile(source, target):
         raise ValueError(f"{args.output} is the input file itself; write the output elsewhere")
+    if target.is_dir():
+        raise ValueError(f"{args.output} is a directory; expected the path of the file to write")
+    if not target.parent.is_dir():
+        raise ValueError(f"{args.output}: its folder {target.parent} "
+                         f"{'is a file' if target.parent.exists() else 'does not exist'}")
 
 
 def _report(args, stats: dict, extra: str = "") -> None:
@@ -21,7 +33,7 @@ def _report(args, stats: dict, extra: str = "") -> None:
 
 
 def _compress(args) -> int:
-    _refuse_same_file(args)
+    _check_paths(args)
     if args.lm:
         from .lm_api import DEFAULT_BATCH, DEFAULT_WINDOW, LmCompressor
 
@@ -47,9 +59,7 @@ def _decompress(args) -> int:
     from .container import MAGIC as BYTE_MAGIC, ContainerError
     from .lm_container import MAGIC as LM_MAGIC
 
-    _refuse_same_file(args)
-    if Path(args.input).is_dir():
-        raise ValueError(f"{args.input} is a directory, not a compressed file")
+    _check_paths(args)
     with open(args.input, "rb") as handle:
         magic = handle.read(4)
     if magic == LM_MAGIC:

@@ -16,6 +16,7 @@ decoded data has passed its sha256 check.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -71,9 +72,9 @@ class LmCompressor:
 
     @classmethod
     def load(cls, source: str = EMBEDDED, dtype: str = "float32", device: str | None = None) -> "LmCompressor":
-        backbone = load_backbone(source, dtype)
-        backbone.decoder.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(backbone)
+        """The LM of `source` as a compressor; the last two loaded are kept (a process that
+        codes many files loads, and hashes, each model once)."""
+        return _load(source, dtype, device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def _new_stepper(self, kind: str):
         stepper = STEPPER_CLASSES[kind]
@@ -84,8 +85,8 @@ class LmCompressor:
         """(compressed file bytes, stats: sizes, the LM's cross-entropy bound, tokens, seconds)."""
         if not 1 <= window <= self.max_window:
             raise ValueError(f"window={window} tokens: must be between 1 and the model's context ({self.max_window})")
-        if batch < 1:
-            raise ValueError(f"batch={batch}: must be >= 1")
+        if not 1 <= batch <= 0xFFFF:
+            raise ValueError(f"batch={batch}: must be between 1 and 65535")
         start = time.perf_counter()
         ids, escaped = self.tokens.encode(data)
         windows = [ids[i : i + window] for i in range(0, len(ids), window)]
@@ -149,6 +150,13 @@ class LmCompressor:
         data = self.decompress(Path(source).read_bytes(), progress, str(source))
         atomic_write_bytes(target, data)
         return len(data)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(source: str, dtype: str, device: str) -> LmCompressor:
+    backbone = load_backbone(source, dtype)
+    backbone.decoder.to(device)
+    return LmCompressor(backbone)
 
 
 def recorded_source(blob: bytes, source: str = "input") -> str:

@@ -114,9 +114,12 @@ def test_damaged_truncated_or_foreign_files_are_refused_without_output(model, tm
     _refused(tmp_path, blob, _model(seed=1), "compressed with byte model")
 
 
-def test_chunk_longer_than_the_context_is_refused(model):
+def test_chunk_longer_than_the_context_or_a_batch_the_header_cannot_hold_is_refused_first(model):
     with pytest.raises(ValueError, match="model's context"):
         compress_bytes(model, b"abc", chunk_bytes=257)
+    for batch in (0, 65536):
+        with pytest.raises(ValueError, match=f"batch={batch}: must be between 1 and 65535"):
+            compress_bytes(model, bytes(10**6), batch=batch)  # refused before any coding
 
 
 def _crafted(blob: bytes, **fields) -> bytes:

@@ -9,7 +9,7 @@ import torch
 
 from lightning_compress.cli import main
 
-from helpers import REPO, SHARED_DATA as DATA, needs_shared_data
+from helpers import REPO, SHARED_DATA as DATA, assert_cli_refuses, mutated, needs_shared_data
 
 pytestmark = needs_shared_data
 EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "bytes", "bytes.yaml")
@@ -88,3 +88,12 @@ def test_eval_reads_a_byte_checkpoint_of_the_previous_release(tmp_path, capsys):
                  "--out", str(out)]) == 0
     rows = {r["modality"] for r in json.loads((out / "metrics.json").read_text())}
     assert rows == {"mean", "text", "audio"}
+
+
+def test_200_mutated_byte_archives_are_refused_through_the_cli(checkpoint, tmp_path, capsys):
+    from lightning_compress.tasks.bytes.api import compress_bytes, load_byte_model
+
+    blob, _ = compress_bytes(load_byte_model(checkpoint), open(os.path.join(REPO, "README.md"), "rb").read()[:700],
+                             chunk_bytes=128, batch=4)
+    assert_cli_refuses(lambda path, out: ["decompress", path, out, "--model", str(checkpoint)],
+                       mutated(blob, 200, seed=2), tmp_path, capsys)

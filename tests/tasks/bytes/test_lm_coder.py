@@ -14,7 +14,7 @@ from lightning_compress.tasks.bytes.container import ContainerError
 from lightning_compress.tasks.bytes.lm_api import LmCompressor
 from lightning_compress.tasks.bytes.tokens import ByteExactTokenizer
 
-from helpers import SHARED_DATA, SHARED_DATA_MISSING
+from helpers import SHARED_DATA, SHARED_DATA_MISSING, assert_cli_refuses, mutated
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
 
@@ -193,3 +193,8 @@ def test_cli_compress_with_an_lm_and_decompress_from_the_model_the_file_names(tm
         error = capsys.readouterr().err
         assert match in error and len(error.strip().splitlines()) == 1, error
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_200_mutated_lm_archives_are_refused_through_the_cli(lm, tmp_path, capsys):
+    blob, _ = lm.compress(_readme(700) + b"\xff\xc0", window=64, batch=4)
+    assert_cli_refuses(lambda path, out: ["decompress", path, out], mutated(blob, 200, seed=1), tmp_path, capsys)
