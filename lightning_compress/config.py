@@ -61,6 +61,7 @@ class TrainedExperiment(ExperimentBase):
             raise ConfigError(f"distributed_timeout_minutes must be >= 1, got {cfg.distributed_timeout_minutes}")
         if cfg.data.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+        check_trainer_values(cfg.trainer)
 
 
 @dataclass
@@ -140,6 +141,55 @@ def _check_trainer_keys(trainer: Any) -> None:
             raise ConfigError(f"unknown config key `trainer.{key}`; lightning.Trainer accepts: {', '.join(sorted(valid))}")
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_trainer_values(trainer) -> None:
+    """Values of the Trainer arguments that would otherwise fail mid-run (val_check_interval=0
+    divides by zero at the first validation) or after the model has loaded."""
+    get = trainer.get
+    devices = get("devices", "auto")
+    if not (devices == "auto" or (_is_int(devices) and (devices >= 1 or devices == -1))
+            or (isinstance(devices, str) and devices.replace(",", "").replace(" ", "").lstrip("-").isdigit())
+            or (hasattr(devices, "__iter__") and not isinstance(devices, str) and all(_is_int(d) and d >= 0 for d in devices))):
+        raise ConfigError(f"trainer.devices={devices!r}; expected auto, a count >= 1, -1 (all) or a list of device indices")
+    accelerator = get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"trainer.accelerator={accelerator!r}; expected one of {', '.join(ACCELERATORS)}")
+    interval = get("val_check_interval", None)
+    if interval is not None and not ((_is_int(interval) and interval >= 1) or (isinstance(interval, float) and 0 < interval <= 1)):
+        raise ConfigError(f"trainer.val_check_interval={interval!r}; expected steps (an integer >= 1) or a fraction "
+                          "of an epoch in (0, 1]")
+    max_steps = get("max_steps", -1)
+    if not (_is_int(max_steps) and (max_steps >= 1 or max_steps == -1)):
+        raise ConfigError(f"trainer.max_steps={max_steps!r}; expected an integer >= 1 (or -1: no limit)")
+    for key in ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes"):
+        value = get(key, 1)
+        if value is not None and not (_is_int(value) and value >= 1):
+            raise ConfigError(f"trainer.{key}={value!r}; expected an integer >= 1")
+    precision = get("precision", None)
+    valid = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+             "transformer-engine", "transformer-engine-float16")
+    if precision is not None and str(precision) not in valid:
+        raise ConfigError(f"trainer.precision={precision!r}; expected one of {', '.join(valid)}")
+
+
+def check_accelerator_here(trainer) -> None:
+    """A GPU run on a machine without one fails before anything loads (a file may name a
+    GPU and still be valid: check-config accepts it anywhere, `train` checks it here)."""
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU "
+                              "(torch.cuda.is_available() is False); use trainer.accelerator=auto or cpu")
+
+
 def _dotlist(overrides: list[str] | tuple) -> dict:
     for item in overrides:
         if "=" not in item:
@@ -174,6 +224,8 @@ def _file_layers(path: Path, seen: tuple = ()) -> list[tuple[str, dict]]:
         raise ConfigError(f"{path}: `base` chain loops back to itself")
     user = read_yaml(path)
     base = user.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{path}: `base` must be the path of one YAML file (a string), got {type(base).__name__} {base!r}")
     layers = _file_layers(path.parent / base, seen + (path.resolve(),)) if base else []
     return layers + [(str(path), user)]
 
@@ -201,15 +253,43 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     for where, layer in layers:
         try:
             check_keys(layer, schema)
+            _refuse_missing(layer)
         except ConfigError as err:
             raise (ConfigError(f"{where}: {err}") if where != "overrides" else err) from None
     cfg = OmegaConf.structured(schema)
     try:
         cfg = OmegaConf.merge(cfg, *(layer for _, layer in layers))
     except Exception as err:  # wrong value types, e.g. data.n_tokens=abc
-        raise ConfigError(f"invalid config value: {err}") from None
+        key = getattr(err, "full_key", None)
+        message = str(err).split("\n")[0]
+        raise ConfigError(f"invalid config value: `{key}`: {message}" if key else f"invalid config value: {message}") from None
+    resolve_all(cfg)
     check_values(cfg, schema)
     return cfg
+
+
+def _refuse_missing(layer: dict, prefix: str = "") -> None:
+    """A `???` (OmegaConf's mandatory value) in a file or override: merged, it would silently
+    keep the default instead of failing."""
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            _refuse_missing(value, f"{prefix}{key}.")
+        elif value == "???":
+            raise ConfigError(f"`{prefix}{key}` is ??? (mandatory): give it a value, e.g. {prefix}{key}=VALUE")
+
+
+def resolve_all(cfg: DictConfig) -> None:
+    """Every `???` filled and every `${...}` interpolation resolvable, now, before a model
+    loads (and in `check-config`, which reads files through the same `load_config`)."""
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"`{err.full_key}` is ??? (mandatory): give it a value, e.g. {err.full_key}=VALUE") from None
+    except OmegaConfBaseException as err:
+        message = " ".join(str(err).split("full_key:")[0].split())
+        raise ConfigError(f"`{err.full_key}` cannot be resolved: {message}") from None
 
 
 def check_values(cfg: DictConfig, schema: type) -> None:

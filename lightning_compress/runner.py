@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_io import AtomicCheckpointIO
-from .config import ConfigError, flat_hparams
+from .config import ConfigError, check_accelerator_here, flat_hparams
 from .distributed import FailedOnAnotherRank, all_ranks_succeeded, batch_plan, check_launcher, open_process_group
 from .run_dir import plan_run
 from .task import get_task
@@ -149,6 +149,7 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
     if task.build is None:
         verbs = ", ".join(f"lcompress {v}" for v in task.verbs) or "its own commands"
         raise ConfigError(f"task {task.name!r} is not trained with `lcompress train`; use {verbs}")
+    check_accelerator_here(cfg.trainer)
     kwargs = trainer_kwargs(cfg)
     check_launcher(kwargs)
     if task.preflight is not None:

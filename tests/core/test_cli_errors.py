@@ -79,3 +79,57 @@ def test_an_unexpected_failure_is_one_line_with_exit_1_and_debug_shows_the_trace
 def test_one_line_names_the_file_of_an_os_error():
     assert cli.one_line(IsADirectoryError(21, "Is a directory", "out/")) == "out/: Is a directory"
     assert cli.one_line(ValueError("a\n  b\tc")) == "a b c"
+
+
+AOC = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "prompt", "aoc.yaml")
+
+BAD_FILES = {
+    "base: 5\n": "`base` must be the path of one YAML file (a string), got int 5",
+    "base: [x.yaml]\n": "`base` must be the path of one YAML file (a string), got list",
+    "base: {aoc}\nname: ${{oc.env:LCOMPRESS_NOPE_NOT_SET}}\n": "`name` cannot be resolved: KeyError raised while resolving "
+                                                                "interpolation: \"Environment variable 'LCOMPRESS_NOPE_NOT_SET' not found\"",
+    "base: {aoc}\nname: ${{nope.key}}\n": "`name` cannot be resolved: Interpolation key 'nope.key' not found",
+    "base: {aoc}\nname: ???\n": "`name` is ??? (mandatory)",
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_FILES))
+def test_check_config_rejects_exactly_what_train_rejects(tmp_path, capsys, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.format(aoc=os.path.abspath(AOC)))
+    for argv in (["check-config", str(path)], ["train", str(path), f"output_dir={tmp_path / 'runs'}"]):
+        _fails_cleanly(capsys, argv, BAD_FILES[text])
+    assert not (tmp_path / "runs").exists()
+
+
+BAD_OVERRIDES = {
+    "trainer.devices=abc": "trainer.devices='abc'; expected auto, a count >= 1",
+    "trainer.val_check_interval=abc": "trainer.val_check_interval='abc'; expected steps",
+    "trainer.val_check_interval=0": "trainer.val_check_interval=0; expected steps",
+    "trainer.max_steps=0": "trainer.max_steps=0; expected an integer >= 1",
+    "trainer.log_every_n_steps=0": "trainer.log_every_n_steps=0; expected an integer >= 1",
+    "trainer.precision=fp7": "trainer.precision='fp7'; expected one of",
+    "model.max_new_tokens=-5": "model.max_new_tokens must be >= 0",
+    "data.n_tokens=abc": "invalid config value: `data.n_tokens`: Value 'abc' of type 'str' could not be converted to Integer",
+    "data.n_tokens=???": "`data.n_tokens` is ??? (mandatory)",
+    "data.val_per_mille=-5": "data.val_per_mille=-5",
+    "eval.num_samples=0": "eval.num_samples must be >= 1, got 0",
+}
+
+
+@pytest.mark.parametrize("override", list(BAD_OVERRIDES))
+def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, override):
+    _fails_cleanly(capsys, ["train", AOC, override, f"output_dir={tmp_path / 'runs'}"], BAD_OVERRIDES[override])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_gpu_run_is_valid_anywhere_but_trains_only_where_there_is_a_gpu(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["check-config", AOC]) == 0
+    capsys.readouterr()
+    _fails_cleanly(capsys, ["train", AOC, "trainer.accelerator=gpu", f"output_dir={tmp_path / 'runs'}"],
+                   "trainer.accelerator=gpu but this machine has no CUDA GPU")
+    assert not (tmp_path / "runs").exists()

@@ -142,7 +142,9 @@ class PromptExperimentConfig(TrainedExperiment):
                               f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")
         if cfg.data.shuffle_buffer < 0:
             raise ConfigError(f"data.shuffle_buffer must be >= 0, got {cfg.data.shuffle_buffer}")
-        for key in ("model.memory_tokens", "data.n_tokens", "eval.batch_size"):  # data.batch_size: the base check
+        if cfg.model.max_new_tokens < 0:
+            raise ConfigError(f"model.max_new_tokens must be >= 0 (0: n_tokens + 8), got {cfg.model.max_new_tokens}")
+        for key in ("model.memory_tokens", "data.n_tokens", "eval.batch_size", "eval.num_samples"):  # data.batch_size: the base check
             if OmegaConf.select(cfg, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {OmegaConf.select(cfg, key)}")
         HashSplitConfig.check_split(cfg.data)
