@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,9 @@ def resolve_local(source: str) -> list[Path] | None:
         return files
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise FileNotFoundError(f"data.source={source!r}: no such file or directory ({path.resolve()})")
+    if _kind(path) is not None:  # nope.jsonl, data/nope.jsonl: a mistyped file, not a hub id
+        raise FileNotFoundError(f"data.source={source!r}: no such file ({path.resolve()}); a hub dataset id "
+                                "(owner/name) has no file extension")
     return None  # a hub dataset id
 
 
@@ -276,9 +280,22 @@ READERS = {".jsonl": _json_lines, ".json": _json_array_or_lines, ".parquet": _pa
            ".xml": _wiki_xml}
 
 
+class DataFileError(ValueError):
+    """A data file that cannot be read as what its name says (not gzip, truncated, not
+    Parquet, ...): the message names the file, whenever the reader reaches the damage."""
+
+
 def iter_local_texts(files: list[Path], text_field: str, skips: SkipLog) -> Iterator[str]:
     for path in files:
-        yield from READERS[_kind(path)](path, text_field, skips)
+        kind = _kind(path)
+        try:
+            yield from READERS[kind](path, text_field, skips)
+        except (OSError, EOFError, zlib.error, ValueError) as err:
+            if str(path) in str(err):  # a reader's own message already names the file
+                raise
+            detail = " ".join(str(err).split()) or type(err).__name__
+            raise DataFileError(f"{path}: cannot be read as {kind}{' (gzip)' if path.name.lower().endswith('.gz') else ''}: "
+                                f"{type(err).__name__}: {detail}") from err
 
 
 def iter_hub_texts(dataset_id: str, split: str, text_field: str, skips: SkipLog, shard: tuple[int, int] | None = None) -> Iterator[str]:

@@ -133,3 +133,26 @@ def test_a_gpu_run_is_valid_anywhere_but_trains_only_where_there_is_a_gpu(tmp_pa
     _fails_cleanly(capsys, ["train", AOC, "trainer.accelerator=gpu", f"output_dir={tmp_path / 'runs'}"],
                    "trainer.accelerator=gpu but this machine has no CUDA GPU")
     assert not (tmp_path / "runs").exists()
+
+
+def _bad_data(tmp_path):
+    import gzip
+    import json
+
+    (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip at all")
+    records = gzip.compress("\n".join(json.dumps({"abstract": "word " * 200}) for _ in range(300)).encode())
+    (tmp_path / "cut.jsonl.gz").write_bytes(records[: len(records) // 2])
+    return {
+        "nope.jsonl": "data.source='nope.jsonl': no such file",
+        "nope/file.jsonl": "data.source='nope/file.jsonl': no such file",
+        str(tmp_path / "bad.jsonl.gz"): "bad.jsonl.gz: cannot be read as .jsonl (gzip): BadGzipFile: Not a gzipped file",
+        str(tmp_path / "cut.jsonl.gz"): "cut.jsonl.gz: cannot be read as .jsonl (gzip): EOFError: Compressed file ended",
+    }
+
+
+def test_bad_data_files_are_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nope.jsonl must not exist here either
+    for source, match in _bad_data(tmp_path).items():
+        _fails_cleanly(capsys, ["train", AOC, f"data.source={source}", "decoder.source=tiny-random", "trainer.max_steps=2",
+                                "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
+                                f"output_dir={tmp_path / 'runs'}"], match)
