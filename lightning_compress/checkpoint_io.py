@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .atomic import atomic_torch_save
+from .atomic import atomic_torch_save, is_temporary
 
 STAMP_KEY = "lightning_compress"
 # 1: prompt checkpoints before the task registry (no task, no checksum); 2: the stamp below.
@@ -85,6 +85,9 @@ def safe_torch_load(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if is_temporary(path):
+        raise CheckpointError(f"{path} is the temporary file of an interrupted or unfinished write, not a checkpoint; "
+                              "use the file it was being written to (without the leading dot and .tmp-PID)")
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy?")

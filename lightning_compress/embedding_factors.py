@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import prepare_atomic_write
+
 MODES = ("input", "tied")
 FORMAT = "lightning_compress.embedding_factors/1"
 
@@ -118,8 +120,7 @@ def save_factors(path: str | os.PathLike, factors: EmbeddingFactors) -> Path:
     if factors.mode not in MODES:
         raise FactorsError(f"factors mode {factors.mode!r}; expected one of {MODES}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = prepare_atomic_write(path)
     tensors = {"codes": factors.codes.float().contiguous(), "decoder": factors.decoder.float().contiguous(),
                "bias": factors.bias.float().contiguous()}
     metadata = {"format": FORMAT, "method": factors.method, "mode": factors.mode,

@@ -130,3 +130,31 @@ def test_checksum_covers_every_weight_dtype():
     sums = {weights_checksum({"t": torch.zeros(3, dtype=dtype)}) for dtype in
             (torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.bool)}
     assert len(sums) == 5, "dtype or shape not part of the checksum"
+
+
+def _dead_pid() -> int:
+    pid = 2**22 - 1
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_stale_temporaries_of_killed_writers_are_removed_and_never_read_as_checkpoints(tmp_path):
+    from lightning_compress.atomic import atomic_write_bytes
+
+    target = tmp_path / "best.ckpt"
+    stale = tmp_path / f".best.ckpt.tmp-{_dead_pid()}"
+    live = tmp_path / f".best.ckpt.tmp-{os.getppid()}"  # a writer that still runs: left alone
+    other = tmp_path / f".other.ckpt.tmp-{_dead_pid()}"  # another file's: not ours to judge here
+    for path in (stale, live, other):
+        path.write_bytes(b"PK\x03\x04 half a checkpoint")
+    with pytest.raises(CheckpointError, match="temporary file of an interrupted or unfinished write"):
+        load_checkpoint(stale)
+    atomic_write_bytes(target, b"done")
+    assert target.read_bytes() == b"done"
+    assert not stale.exists() and live.exists() and other.exists()
