@@ -226,6 +226,8 @@ def _file_layers(path: Path, seen: tuple = ()) -> list[tuple[str, dict]]:
     base = user.pop("base", None)
     if base is not None and not isinstance(base, str):
         raise ConfigError(f"{path}: `base` must be the path of one YAML file (a string), got {type(base).__name__} {base!r}")
+    if base and not (path.parent / base).is_file():
+        raise ConfigError(f"{path}: `base: {base}` names {path.parent / base}, which does not exist")
     layers = _file_layers(path.parent / base, seen + (path.resolve(),)) if base else []
     return layers + [(str(path), user)]
 
@@ -257,12 +259,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         except ConfigError as err:
             raise (ConfigError(f"{where}: {err}") if where != "overrides" else err) from None
     cfg = OmegaConf.structured(schema)
-    try:
-        cfg = OmegaConf.merge(cfg, *(layer for _, layer in layers))
-    except Exception as err:  # wrong value types, e.g. data.n_tokens=abc
-        key = getattr(err, "full_key", None)
-        message = str(err).split("\n")[0]
-        raise ConfigError(f"invalid config value: `{key}`: {message}" if key else f"invalid config value: {message}") from None
+    for where, layer in layers:  # one at a time, so that an error names the file
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except Exception as err:  # wrong value types, e.g. data.n_tokens=abc
+            key = getattr(err, "full_key", None)
+            message = str(err).split("\n")[0]
+            where = "" if where == "overrides" else f"{where}: "
+            raise ConfigError(f"{where}invalid config value: `{key}`: {message}" if key
+                              else f"{where}invalid config value: {message}") from None
     resolve_all(cfg)
     check_values(cfg, schema)
     return cfg
@@ -293,10 +298,16 @@ def resolve_all(cfg: DictConfig) -> None:
 
 
 def check_values(cfg: DictConfig, schema: type) -> None:
-    """Run the `check` of the schema and of each base class that defines one, base first."""
+    """Run the `check` of the schema and of each base class that defines one, base first.
+    A check that meets a value of an unexpected type (a list where a number goes) still ends
+    in a ConfigError, not a TypeError."""
     for cls in reversed(schema.__mro__):
         if "check" in vars(cls):
-            vars(cls)["check"].__func__(cfg)
+            try:
+                vars(cls)["check"].__func__(cfg)
+            except (TypeError, AttributeError) as err:
+                raise ConfigError(f"a config value has the wrong type for the checks of {cls.__name__} ({err}); "
+                                  "compare the file with the comments of experiments/<task>/*.yaml") from None
 
 
 def config_to_dict(cfg: DictConfig) -> dict:

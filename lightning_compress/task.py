@@ -79,7 +79,7 @@ def all_tasks() -> list[Task]:
 
 def get_task(name: str) -> Task:
     _load_tasks()
-    if name not in _TASKS:
+    if not isinstance(name, str) or name not in _TASKS:
         from .config import ConfigError
 
         raise ConfigError(f"task={name!r}; registered tasks: {', '.join(sorted(_TASKS))}")

@@ -156,3 +156,60 @@ def test_bad_data_files_are_one_line_naming_the_file(tmp_path, capsys, monkeypat
         _fails_cleanly(capsys, ["train", AOC, f"data.source={source}", "decoder.source=tiny-random", "trainer.max_steps=2",
                                 "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
                                 f"output_dir={tmp_path / 'runs'}"], match)
+
+
+EXPERIMENTS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments")
+JUNK = [None, -5, 0, 10**12, 1.5, -0.5, "abc", "", "???", "${nope}", "${oc.env:LCOMPRESS_NOPE}", [1, 2], {"a": 1}, True, [], {}]
+
+
+def _mutated_configs(count: int, seed: int = 0):
+    """(name, YAML text) of `count` experiment and grid files with one fault each: a value
+    replaced by junk of another type or range, a key deleted or invented, or a YAML syntax error."""
+    import glob
+    import random
+
+    import yaml
+
+    rng = random.Random(seed)
+    files = sorted(glob.glob(os.path.join(EXPERIMENTS, "*", "*.yaml")))
+    for index in range(count):
+        source = rng.choice(files)
+        data = yaml.safe_load(open(source))
+        if isinstance(data.get("base"), str):  # keep `base:` resolvable from the temporary folder
+            data["base"] = os.path.abspath(os.path.join(os.path.dirname(source), data["base"]))
+        paths, stack = [], [((), data)]
+        while stack:
+            prefix, node = stack.pop()
+            for key, value in node.items():
+                (stack.append((prefix + (key,), value)) if isinstance(value, dict) and value else paths.append(prefix + (key,)))
+        path = rng.choice(paths)
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        kind = rng.randrange(4)
+        if kind == 0:
+            parent[path[-1]] = rng.choice(JUNK)
+        elif kind == 1:
+            del parent[path[-1]]
+        elif kind == 2:
+            parent[f"{path[-1]}_typo"] = 1
+        text = yaml.safe_dump(data)
+        if kind == 3:
+            at = rng.randrange(len(text))
+            text = text[:at] + rng.choice([": :", "{", "\t- ", "]", "'"]) + text[at:]
+        yield f"{index}-{os.path.basename(source)}", text
+
+
+def test_200_mutated_configs_end_in_ok_or_one_line_never_an_internal_error(tmp_path, capsys):
+    refused = 0
+    for name, text in _mutated_configs(200):
+        path = tmp_path / name
+        path.write_text(text)
+        code = main(["check-config", str(path)])
+        error = capsys.readouterr().err.strip()
+        assert code in (0, EXIT_USER_ERROR), (name, code, error)
+        if code:
+            refused += 1
+            # One line that names the file or the key at fault.
+            assert len(error.splitlines()) == 1 and (str(path) in error or "`" in error or "=" in error), (name, error)
+    assert refused > 100, f"only {refused} of 200 faults were caught"

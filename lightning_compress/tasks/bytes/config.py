@@ -86,7 +86,7 @@ class ByteExperimentConfig(TrainedExperiment):
             raise ConfigError("no data: set at least one of data.text, data.images, data.audio (a path, glob or list)")
         unknown = set(cfg.data.weights) - set(MODALITIES)
         if unknown:
-            raise ConfigError(f"data.weights names {sorted(unknown)}; modalities are text, images, audio")
+            raise ConfigError(f"`data.weights` names {sorted(unknown)}; modalities are text, images, audio")
         if cfg.data.image_mode not in ("gray", "rgb") or cfg.data.audio_bits not in (8, 16):
             raise ConfigError("data.image_mode must be gray or rgb, data.audio_bits 8 or 16")
         if len(cfg.data.image_patch) != 2 or min(cfg.data.image_patch) < 1:

@@ -82,7 +82,7 @@ class CramExperimentConfig(ExperimentBase):
                 raise ConfigError(f"cram.{key} must be >= 1, got {c[key]}")
         if cfg.data.num_texts < 1 or cfg.data.skip_texts < 0:
             raise ConfigError("data.num_texts must be >= 1 and data.skip_texts >= 0")
-        if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        if len(c.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in c.betas):
             raise ConfigError(f"cram.betas={list(c.betas)}; expected [beta1, beta2] in [0, 1)")
         if c.lr <= 0 or c.patience < 0:
             raise ConfigError("cram.lr must be > 0 and cram.patience >= 0")
