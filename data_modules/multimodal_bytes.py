@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .records import DataFileError
+
 log = logging.getLogger(__name__)
 
 MODALITIES = ("text", "images", "audio")
@@ -81,8 +83,11 @@ def load_pixels(path: Path, mode: str = "gray", patch: tuple[int, int] = (32, 64
     """8-bit pixels [H, W, channels], cropped to whole patches."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("L" if mode == "gray" else "RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L" if mode == "gray" else "RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated data, bad headers
+        raise DataFileError(f"{path}: cannot be decoded as an image ({type(err).__name__}: {' '.join(str(err).split())})") from err
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     h, w = patch
@@ -110,7 +115,10 @@ def pcm_bytes(samples: np.ndarray, bits: int = 16) -> bytes:
 def load_samples(path: Path) -> tuple[np.ndarray, int]:
     import soundfile
 
-    samples, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+    try:
+        samples, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+        raise DataFileError(f"{path}: cannot be decoded as audio ({type(err).__name__}: {' '.join(str(err).split())})") from err
     return samples, rate
 
 

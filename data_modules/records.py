@@ -27,6 +27,10 @@ from typing import Iterator
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt", ".xml")
+# A line-based record (JSON Lines, plain text) longer than this is skipped and counted: every
+# task cuts texts to a few thousand tokens, and parsing and tokenising one 50 MB record took
+# 6.4 GB of memory.
+MAX_RECORD_BYTES = 1 << 20
 SAMPLE = "sample"
 
 
@@ -146,6 +150,9 @@ def _json_lines(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
             where = f"{path}:{number}"
             if not line.strip():
                 continue
+            if len(line) > MAX_RECORD_BYTES:
+                skips.skip(f"record over {MAX_RECORD_BYTES >> 20} MiB", where)
+                continue
             try:
                 record = json.loads(line.decode("utf-8"))
             except UnicodeDecodeError:
@@ -223,6 +230,9 @@ def _plain_lines(path: Path, text_field: str, skips: SkipLog) -> Iterator[str]:
     with _open_text(path) as raw:
         for number, line in enumerate(raw, start=1):
             if not line.strip():
+                continue
+            if len(line) > MAX_RECORD_BYTES:
+                skips.skip(f"record over {MAX_RECORD_BYTES >> 20} MiB", f"{path}:{number}")
                 continue
             try:
                 text = line.decode("utf-8")

@@ -175,3 +175,18 @@ def test_hub_data_is_split_by_datasets_across_readers(tmp_path, files, caplog):
         shares = [list(iter_hub_texts(str(tmp_path), "train", "abstract", SkipLog(), shard=(i, 2))) for i in range(2)]
     assert not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == sorted(texts)
     assert ("each reads its own files" if files == 4 else "keeps 1 record in 2") in caplog.text
+
+
+def test_a_huge_record_is_skipped_and_counted_not_parsed(tmp_path):
+    import json
+
+    from data_modules.records import MAX_RECORD_BYTES
+
+    path = tmp_path / "huge.jsonl"
+    huge = json.dumps({"abstract": "x" * (MAX_RECORD_BYTES + 10)})
+    path.write_text("\n".join([json.dumps({"abstract": "a fine text"}), huge, json.dumps({"abstract": "another"})]) + "\n")
+    (tmp_path / "huge.txt").write_text("short line\n" + "y" * (MAX_RECORD_BYTES + 1) + "\n")
+    skips = SkipLog()
+    assert list(iter_texts(str(path), "abstract", skips)) == ["a fine text", "another"]
+    assert list(iter_texts(str(tmp_path / "huge.txt"), "abstract", skips)) == ["short line"]
+    assert skips.total == 2 and "record over 1 MiB" in skips.summary()

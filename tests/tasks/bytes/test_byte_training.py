@@ -97,3 +97,20 @@ def test_200_mutated_byte_archives_are_refused_through_the_cli(checkpoint, tmp_p
                              chunk_bytes=128, batch=4)
     assert_cli_refuses(lambda path, out: ["decompress", path, out, "--model", str(checkpoint)],
                        mutated(blob, 200, seed=2), tmp_path, capsys)
+
+
+@pytest.mark.parametrize("modality, name, match", [
+    ("images", "broken.png", "broken.png: cannot be decoded as an image"),
+    ("audio", "broken.wav", "broken.wav: cannot be decoded as audio"),
+])
+def test_an_undecodable_image_or_audio_file_is_one_line_naming_it(tmp_path, capsys, modality, name, match):
+    folder = tmp_path / modality
+    folder.mkdir()
+    (folder / name).write_bytes(b"RIFF\x00\x00 this is not media " * 20)
+    others = {"images": "null", "audio": "null", modality: str(folder)}
+    code = main(["train", EXPERIMENT, "model.size=tiny", "data.chunk_bytes=128", "data.batch_size=2", "data.val_chunks=1",
+                 f"data.images={others['images']}", f"data.audio={others['audio']}", "data.heldout_per_mille=0",
+                 "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
+                 f"output_dir={tmp_path / 'runs'}"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and match in error[-1], error[-3:]
