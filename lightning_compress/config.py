@@ -258,6 +258,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             _refuse_missing(layer)
         except ConfigError as err:
             raise (ConfigError(f"{where}: {err}") if where != "overrides" else err) from None
+    return merged_config(schema, layers)
+
+
+def merged_config(schema: type, layers: list[tuple[str, dict]]) -> DictConfig:
+    """The schema's defaults with each (where, mapping) layer merged in order, every value
+    resolved, and the schema's checks run: what `load_config` and every command that reads a
+    checkpoint's stored config plus `key=value` overrides (eval, bench-codecs) build."""
     cfg = OmegaConf.structured(schema)
     for where, layer in layers:  # one at a time, so that an error names the file
         try:

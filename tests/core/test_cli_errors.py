@@ -239,3 +239,10 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, full_disk,
     target = full_disk / "big.txt"
     _fails_cleanly(capsys, ["decompress", str(packed), str(target)], "No space left on device", written=[str(target)])
     assert os.listdir(full_disk) == []
+
+
+def test_eval_overrides_get_the_same_one_line_as_train(capsys):
+    fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "legacy_prompt_v1.ckpt")
+    _fails_cleanly(capsys, ["eval", fixture, "data.n_tokens=abc"],
+                   "invalid config value: `data.n_tokens`: Value 'abc' of type 'str' could not be converted to Integer")
+    _fails_cleanly(capsys, ["eval", fixture, "eval.num_samples=0"], "eval.num_samples must be >= 1, got 0")

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from data_modules.multimodal_bytes import MultimodalBytesDataModule
 
-from ...config import config_to_dict, parse_overrides
+from ...config import config_to_dict, merged_config, parse_overrides
 from ...reports import rows_markdown, write_table
 from ...runner import Build, rank_zero_print
 from .config import ByteExperimentConfig
@@ -34,9 +34,8 @@ def stored_config(model: ByteLM, overrides: list[str]) -> DictConfig:
     """The training run's config kept in the model's checkpoint, with `key=value` overrides
     (e.g. other data) applied and checked: what eval and bench-codecs read the data with."""
     stored = model.hparams.get("config") or {}
-    cfg = OmegaConf.merge(OmegaConf.structured(ByteExperimentConfig), stored, parse_overrides(overrides, ByteExperimentConfig))
-    ByteExperimentConfig.check(cfg)
-    return cfg
+    return merged_config(ByteExperimentConfig, [("the checkpoint's config", stored),
+                                                 ("overrides", parse_overrides(overrides, ByteExperimentConfig))])
 
 
 def preflight(cfg: DictConfig) -> None:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...backbone import Backbone, load_configured_backbone
 from ...checkpoint_io import CheckpointError, load_checkpoint, stamp_checkpoint
-from ...config import ConfigError
+from ...config import ConfigError, merged_config
 from ...metrics import PER_SAMPLE
 from .config import TASK, PromptExperimentConfig
 from .encoders import build_encoder
@@ -253,8 +253,7 @@ class PromptCompressor(pl.LightningModule):
         ckpt = path if not isinstance(path, (str, os.PathLike)) else load_checkpoint(path, task=TASK)
         # Keys added since the checkpoint was written take their defaults (which keep the
         # earlier behaviour).
-        cfg = OmegaConf.merge(OmegaConf.structured(PromptExperimentConfig), OmegaConf.create(ckpt.config),
-                              OmegaConf.create(overrides or {}))
+        cfg = merged_config(PromptExperimentConfig, [(str(ckpt.path), ckpt.config), ("overrides", overrides or {})])
         backbone = backbone or load_configured_backbone(cfg.decoder)
         trained = ckpt.backbone or {}
         if backbone.fingerprint != trained.get("fingerprint"):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from data_modules.records import resolve_local
 from data_modules.sentences import SentenceDataModule
 
-from ...config import config_to_dict, parse_overrides
+from ...config import config_to_dict, merged_config, parse_overrides
 from ...reports import rows_markdown
 from ...runner import Build, rank_zero_print
 from .config import SentenceExperimentConfig
@@ -75,9 +75,8 @@ def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Pat
 
 def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> int:
     """`lcompress eval CKPT [data.source=... eval.split=all]`: metrics.json and tables."""
-    stored = OmegaConf.merge(OmegaConf.structured(SentenceExperimentConfig), checkpoint.config)
-    cfg = OmegaConf.merge(stored, parse_overrides(overrides, SentenceExperimentConfig))
-    SentenceExperimentConfig.check(cfg)
+    cfg = merged_config(SentenceExperimentConfig, [(str(checkpoint.path), checkpoint.config),
+                                                   ("overrides", parse_overrides(overrides, SentenceExperimentConfig))])
     module = SentenceAutoencoderModule(checkpoint.raw["hyper_parameters"]["config"], checkpoint.raw["hyper_parameters"]["vocab"])
     module.load_state_dict(checkpoint.state_dict)
     folder = Path(out) if out else checkpoint.path.resolve().parent.parent / f"eval_{cfg.eval.split}"
