@@ -148,6 +148,9 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> Checkpoint:
     if not isinstance(raw.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {path} has no state_dict of weights")
     expected = stamp.get("weights_sha256")
+    if stamp.get("format") == FORMAT and (not isinstance(expected, str) or not isinstance(stamp.get("config"), dict)):
+        raise CheckpointError(f"{path}: its lightning_compress stamp is incomplete (no weights sha256 or config): "
+                              "not a checkpoint written by lightning_compress")
     if expected is not None and weights_checksum(raw["state_dict"]) != expected:
         raise CheckpointError(f"checkpoint {path} is damaged: its weights do not match the sha256 stamped when it was saved")
     if task is not None and stamp["task"] != task:

@@ -158,3 +158,11 @@ def test_stale_temporaries_of_killed_writers_are_removed_and_never_read_as_check
     atomic_write_bytes(target, b"done")
     assert target.read_bytes() == b"done"
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_stamp_with_fake_metadata_is_refused_before_any_model_loads(tmp_path, capsys):
+    fake = tmp_path / "fake.ckpt"
+    torch.save({"state_dict": {}, "lightning_compress": {"format": 2, "task": "prompt"}}, fake)
+    assert main(["eval", str(fake)]) == 2
+    error = capsys.readouterr().err
+    assert "stamp is incomplete" in error and "Loading weights" not in error
