@@ -63,7 +63,7 @@ def decode_chunks(model: ByteLM, words: np.ndarray, lengths: list[int], batch: i
 def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, batch: int = DEFAULT_BATCH,
                    progress: bool = False) -> tuple[bytes, dict]:
     """(compressed file bytes, stats: sizes, the model's cross-entropy bound, seconds)."""
-    chunk_bytes = chunk_bytes or model.context
+    chunk_bytes = model.context if chunk_bytes is None else chunk_bytes
     if not 1 <= chunk_bytes <= model.context:
         raise ValueError(f"chunk_bytes={chunk_bytes}: must be between 1 and the model's context ({model.context})")
     if not 1 <= batch <= 0xFFFF:

@@ -32,6 +32,11 @@ def _report(args, stats: dict, extra: str = "") -> None:
           f"-> {args.output}")
 
 
+def _given(value, default):
+    """An option's value, or its default when it was not given (0 is a value, refused later)."""
+    return default if value is None else value
+
+
 def _compress(args) -> int:
     _check_paths(args)
     if args.lm:
@@ -40,8 +45,8 @@ def _compress(args) -> int:
         if args.chunk_bytes is not None:
             raise ValueError("--chunk-bytes is for the byte model (--model); the LM codes --window tokens at a time")
         lm = LmCompressor.load(args.lm, args.lm_dtype)
-        stats = lm.compress_file(args.input, args.output, window=args.window or DEFAULT_WINDOW,
-                                 batch=args.batch or DEFAULT_BATCH)
+        stats = lm.compress_file(args.input, args.output, window=_given(args.window, DEFAULT_WINDOW),
+                                 batch=_given(args.batch, DEFAULT_BATCH))
         spelt = f", {stats['byte_spelt']:,} bytes spelt byte by byte" if stats["byte_spelt"] else ""
         _report(args, stats, f", {stats['tokens']:,} tokens{spelt}")
         return 0
@@ -50,7 +55,7 @@ def _compress(args) -> int:
     if args.window is not None:
         raise ValueError("--window is for a pretrained LM (--lm); the byte model codes --chunk-bytes at a time")
     model = load_byte_model(args.model)
-    _report(args, compress_file(args.input, args.output, model, batch=args.batch or BYTE_BATCH,
+    _report(args, compress_file(args.input, args.output, model, batch=_given(args.batch, BYTE_BATCH),
                                 chunk_bytes=args.chunk_bytes))
     return 0
 

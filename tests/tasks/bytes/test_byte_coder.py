@@ -115,8 +115,9 @@ def test_damaged_truncated_or_foreign_files_are_refused_without_output(model, tm
 
 
 def test_chunk_longer_than_the_context_or_a_batch_the_header_cannot_hold_is_refused_first(model):
-    with pytest.raises(ValueError, match="model's context"):
-        compress_bytes(model, b"abc", chunk_bytes=257)
+    for chunk in (0, 257):
+        with pytest.raises(ValueError, match=f"chunk_bytes={chunk}: must be between 1 and the model's context"):
+            compress_bytes(model, b"abc", chunk_bytes=chunk)
     for batch in (0, 65536):
         with pytest.raises(ValueError, match=f"batch={batch}: must be between 1 and 65535"):
             compress_bytes(model, bytes(10**6), batch=batch)  # refused before any coding

@@ -185,6 +185,8 @@ def test_cli_compress_with_an_lm_and_decompress_from_the_model_the_file_names(tm
     for argv, match in [
         (["compress", str(source), str(source), "--lm", "tiny-random"], "is the input file itself"),
         (["compress", str(source), str(tmp_path / "x"), "--lm", "tiny-random", "--chunk-bytes", "9"], "--chunk-bytes is for the byte model"),
+        (["compress", str(source), str(tmp_path / "x"), "--lm", "tiny-random", "--batch", "0"], "batch=0: must be between 1 and 65535"),
+        (["compress", str(source), str(tmp_path / "x"), "--lm", "tiny-random", "--window", "0"], "window=0 tokens: must be between 1"),
         (["decompress", str(packed), str(tmp_path / "y"), "--model", "some.ckpt"], "compressed with a pretrained LM"),
         (["decompress", str(source), str(tmp_path / "z")], "not a lightning_compress file"),
         (["decompress", str(tmp_path), str(tmp_path / "w")], "is a directory"),
