@@ -117,8 +117,8 @@ def main() -> None:
     if not args.sizes:
         return
     text = (SHARED / "text" / "enwik8_prefix_3MB.xml").read_bytes() if SHARED.is_dir() else os.urandom(max(args.sizes))
-    print("| input | bytes | batch | compress KB/s | decompress KB/s | coded / bound |")
-    print("|---|---|---|---|---|---|")
+    print("| input | bytes | chunk bytes | batch | compress KB/s | decompress KB/s | bits/byte | coded / bound |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         data = (text * (1 + size // len(text)))[-size:]
         start = time.perf_counter()
@@ -127,7 +127,8 @@ def main() -> None:
         start = time.perf_counter()
         assert decompress_bytes(model, blob, progress=True) == data, "round trip failed"
         decode_s = time.perf_counter() - start
-        print(f"| enwik8 tail | {size:,} | {args.batch} | {size / 1024 / encode_s:.2f} | {size / 1024 / decode_s:.2f} | "
+        print(f"| enwik8 tail | {size:,} | {args.chunk_bytes} | {args.batch} | {size / 1024 / encode_s:.2f} | "
+              f"{size / 1024 / decode_s:.2f} | {8 * stats['compressed_bytes'] / size:.3f} | "
               f"{stats['compressed_bytes'] / stats['bound_bytes']:.4f} |", flush=True)
 
 
