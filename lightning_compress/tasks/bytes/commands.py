@@ -65,16 +65,20 @@ def _decompress(args) -> int:
     from .lm_container import MAGIC as LM_MAGIC
 
     _check_paths(args)
-    with open(args.input, "rb") as handle:
-        magic = handle.read(4)
+    blob = Path(args.input).read_bytes()  # read once: the magic, the recorded LM and the payload
+    magic = blob[:4]
     if magic == LM_MAGIC:
         from .lm_api import LmCompressor, recorded_source
 
         if args.model:
             raise ValueError(f"{args.input} was compressed with a pretrained LM, not a byte model: drop --model "
                              "(the file names its LM) or pass --lm SOURCE")
-        source = args.lm or recorded_source(Path(args.input).read_bytes(), args.input)
-        size = LmCompressor.load(source, args.lm_dtype).decompress_file(args.input, args.output)
+        from ...atomic import atomic_write_bytes
+
+        source = args.lm or recorded_source(blob, args.input)
+        data = LmCompressor.load(source, args.lm_dtype).decompress(blob, progress=True, source=args.input)
+        atomic_write_bytes(args.output, data)
+        size = len(data)
     elif magic == BYTE_MAGIC:
         from .api import decompress_file, load_byte_model
 
