@@ -239,6 +239,7 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
         self.pad_to_n, self.pad_id, self.shuffle_buffer, self.seed = pad_to_n, pad_id, shuffle_buffer, seed
         # A split read from its own file (every record of it) instead of by hash from `source`.
         self.split_sources = {"val": val_source, "test": test_source}
+        self._val_examples = None
 
     @classmethod
     def from_config(cls, data_cfg, eval_cfg, tokenizer, pad_id=None, seed=0) -> "ArxivAbstractsDataModule":
@@ -305,7 +306,11 @@ class ArxivAbstractsDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self):
-        return self._loader(self.dataset("val", limit=self.val_size), self.batch_size)
+        # This rank's validation prompts, read once and kept as a list: the same prompts at
+        # every validation, and a loader with a length (the progress bar shows a total).
+        if self._val_examples is None:
+            self._val_examples = list(self.dataset("val", limit=self.val_size))
+        return self._loader(self._val_examples, self.batch_size)
 
     def test_dataloader(self):
         return self._loader(self.dataset("test", limit=self.eval_size), self.eval_batch_size)

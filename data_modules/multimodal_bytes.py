@@ -227,6 +227,7 @@ class MultimodalBytesDataModule(pl.LightningDataModule):
             raise ValueError(f"data.audio_bits={audio_bits}; expected 8 or 16")
         self.files = {m: resolve_files(spec, m) for m, spec in (("text", text), ("images", images), ("audio", audio))}
         self.files = {m: f for m, f in self.files.items() if f}
+        self._val_chunks = None  # per modality, this rank's held-out chunks (val_dataloader)
         if not self.files:
             raise ValueError("no data: set at least one of data.text, data.images, data.audio")
         weights = dict(weights or {})
@@ -259,9 +260,10 @@ class MultimodalBytesDataModule(pl.LightningDataModule):
         return DataLoader(stream, batch_size=self.batch_size, collate_fn=collate, num_workers=self.num_workers)
 
     def val_dataloader(self):
+        # Held-out chunks read once and kept as lists: loaders with a length, so the progress
+        # bar shows a total, and no file is decoded again at every validation.
         rank, world = self._rank_world()
-        return [
-            DataLoader(HeldoutChunks(self.chunks(m, "heldout"), self.val_chunks, rank, world), batch_size=self.batch_size,
-                       collate_fn=collate)
-            for m in self.files
-        ]
+        if self._val_chunks is None:
+            self._val_chunks = {m: list(HeldoutChunks(self.chunks(m, "heldout"), self.val_chunks, rank, world))
+                                for m in self.files}
+        return [DataLoader(self._val_chunks[m], batch_size=self.batch_size, collate_fn=collate) for m in self.files]

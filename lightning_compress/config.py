@@ -31,8 +31,8 @@ class ExperimentBase:
     task: str = ""
     # Run folder name under output_dir: <output_dir>/<name>/version_K/.
     name: str = "run"
-    seed: int = 0
-    output_dir: str = "runs"
+    seed: int = 0  # Seed of initialisation, data order and dropout (every rank derives its own from it).
+    output_dir: str = "runs"  # Root folder of all runs.
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainedExperiment(ExperimentBase):
     resume: Any = False
     # Also write last.ckpt every this many optimiser steps (0: at each validation only).
     checkpoint_every_n_steps: int = 0
+    # Validate once before the first step (the starting loss and samples, logged at step 0).
+    validate_before_training: bool = True
     # Multi-process runs: how long a rank waits for the others at a collective (e.g. while
     # rank 0 evaluates the best checkpoint after training) before the run fails.
     distributed_timeout_minutes: int = 120
@@ -99,7 +101,7 @@ class HashSplitConfig(TextSourceConfig):
 
     # Per-mille of texts held out for validation and for test.
     val_per_mille: int = 50
-    test_per_mille: int = 50
+    test_per_mille: int = 50  # Per-mille of texts held out for test (read by eval and after training).
 
     @staticmethod
     def check_split(data) -> None:
@@ -108,19 +110,55 @@ class HashSplitConfig(TextSourceConfig):
                               "each must be >= 0 and together below 1000")
 
 
-def check_keys(user: Any, schema_cls: type, path: str = "") -> None:
+def nested_schema(f: dataclasses.Field) -> type | None:
+    """The dataclass of a field that is a nested group (`data:`, `model:`), else None."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def schema_keys(schema_cls: type, path: str = "") -> list[str]:
+    """Every dotted key of a schema, groups and leaves, in declaration order."""
+    keys = []
+    for f in dataclasses.fields(schema_cls):
+        dotted = f"{path}.{f.name}" if path else f.name
+        keys.append(dotted)
+        if nested_schema(f) is not None:
+            keys += schema_keys(nested_schema(f), dotted)
+    return keys
+
+
+def closest_key(dotted: str, candidates: list[str]) -> str | None:
+    """The valid key a typo most likely meant: the same name in another group
+    (`n_tokens` -> `data.n_tokens`), else the closest spelling."""
+    import difflib
+
+    name = dotted.rsplit(".", 1)[-1]
+    same_name = [c for c in candidates if c.rsplit(".", 1)[-1] == name]
+    if same_name:
+        return same_name[0]
+    close = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    by_name = difflib.get_close_matches(name, [c.rsplit(".", 1)[-1] for c in candidates], n=1, cutoff=0.75)
+    return next((c for c in candidates if by_name and c.rsplit(".", 1)[-1] == by_name[0]), None)
+
+
+def check_keys(user: Any, schema_cls: type, path: str = "", root: type | None = None) -> None:
     """Every key of `user` exists in the schema (recursively); `trainer` of a trained
-    experiment is checked against lightning.Trainer."""
+    experiment is checked against lightning.Trainer. An unknown key names the closest valid one."""
     if not isinstance(user, dict):
         raise ConfigError(f"`{path}` must be a mapping, got {type(user).__name__}")
+    root = root or schema_cls
     fields = {f.name: f for f in dataclasses.fields(schema_cls)}
     for key, value in user.items():
         dotted = f"{path}.{key}" if path else str(key)
         if key not in fields:
-            raise ConfigError(f"unknown config key `{dotted}`; valid keys here: {', '.join(sorted(fields))}")
-        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            check_keys(value, type(default), dotted)
+            guess = closest_key(dotted, schema_keys(root))
+            hint = f"did you mean `{guess}`? " if guess else ""
+            raise ConfigError(f"unknown config key `{dotted}`; {hint}valid keys here: {', '.join(sorted(fields))} "
+                              "(all keys: lcompress config --keys FILE)")
+        if nested_schema(fields[key]) is not None:
+            check_keys(value, nested_schema(fields[key]), dotted, root)
         elif key == "trainer" and not path and issubclass(schema_cls, TrainedExperiment):
             _check_trainer_keys(value)
 
@@ -138,7 +176,9 @@ def _check_trainer_keys(trainer: Any) -> None:
                 "data.micro_batch_size, and accumulation follows from the world size"
             )
         if key not in valid:
-            raise ConfigError(f"unknown config key `trainer.{key}`; lightning.Trainer accepts: {', '.join(sorted(valid))}")
+            guess = closest_key(str(key), sorted(valid))
+            hint = f"did you mean `trainer.{guess}`? " if guess else ""
+            raise ConfigError(f"unknown config key `trainer.{key}`; {hint}lightning.Trainer accepts: {', '.join(sorted(valid))}")
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")

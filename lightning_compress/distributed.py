@@ -134,3 +134,13 @@ def all_ranks_succeeded(ok: bool) -> bool:
 
 class FailedOnAnotherRank(RuntimeError):
     """Raised on the ranks that did not fail themselves."""
+
+
+def gather_objects(obj) -> list:
+    """`obj` of every rank, in rank order ([obj] outside a process group): for values that
+    are not tensors of one shape, such as the texts a validation regenerated."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered

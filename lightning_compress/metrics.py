@@ -15,6 +15,9 @@
 - `rouge_l_paper`: ROUGE-L F of the `rouge` package (pltrdy 1.0.1), which the papers use: it
   splits sentences at every "." and scores a summary-level LCS, so it differs from
   `rouge_l` by up to ~0.5 on the same pair; compare with the papers in this column only.
+- `distinct_outputs`: distinct regenerations / samples (stripped, newlines as spaces): 1.0
+  when every prompt gives its own text, low when the encoder collapses to one output for
+  many prompts (a failure BLEU averages hide).
 - `token_accuracy`: teacher-forced next-token argmax accuracy over the n prompt tokens + EOS,
   computed in the module (the cramming paper's accuracy).
 """
@@ -106,6 +109,12 @@ PER_SAMPLE = {"bleu": sentence_bleu4, "exact_match": exact_match, "prefix_match"
               "rouge_l": rouge_l, "rouge_l_paper": rouge_l_paper}
 
 
+def distinct_rate(candidates: list[str]) -> float:
+    if not candidates:
+        return 0.0
+    return len({one_line(c) for c in candidates}) / len(candidates)
+
+
 def regeneration_metrics(references: list[str], candidates: list[str]) -> dict[str, float]:
     """Mean of every per-sample metric plus corpus BLEU, over aligned lists."""
     if len(references) != len(candidates):
@@ -119,5 +128,6 @@ def regeneration_metrics(references: list[str], candidates: list[str]) -> dict[s
             totals[name] += fn(ref, cand)
     result = {key: value / count for key, value in totals.items()}
     result["corpus_bleu"] = corpus_bleu4(references, candidates)
+    result["distinct_outputs"] = distinct_rate(candidates)
     result["samples"] = count
     return result

@@ -30,6 +30,14 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def headed_cell(heading: str, text: str) -> str:
+    """A table cell for TensorBoard's text dashboard: a bold heading line (scores, a label)
+    over the text. That dashboard breaks words at any letter in narrow table columns (its CSS
+    has word-break: break-word), so short values ride in the wide text columns instead of
+    columns of their own, and no header or number is cut mid-word."""
+    return f"<strong>{heading}</strong><br>{text}"
+
+
 def rows_markdown(columns: list[str], rows: list[dict]) -> str:
     """Dict rows as a Markdown table over `columns` (floats to 4 decimals)."""
     return markdown_table(columns, [[format_value(r.get(c)) for c in columns] for r in rows])

@@ -7,6 +7,7 @@ A resumed run keeps its version: TensorBoard continues the same curves.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -54,3 +55,29 @@ def plan_run(cfg: DictConfig, resumable=resumable_checkpoints, what: str = "a ch
         if match and parent.parent == root.resolve():
             return int(match.group(1)), str(path)
     return fresh, str(path)
+
+
+def new_eval_folder(checkpoint_path: str | Path, step: int | None) -> Path:
+    """Where `lcompress eval CKPT` writes without --out: a new folder in the checkpoint's run,
+    <run>/eval/<checkpoint stem>-step<N>[-K], never one that exists (the training run's own
+    eval_test/ and earlier evaluations are kept)."""
+    path = Path(checkpoint_path).resolve()
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    base = f"{path.stem}-step{step}" if step is not None else path.stem
+    folder, k = run / "eval" / base, 2
+    while folder.exists():
+        folder, k = run / "eval" / f"{base}-{k}", k + 1
+    return folder
+
+
+def record_evaluated_checkpoint(metrics_file: str | Path, checkpoint: str | Path, step: int | None) -> None:
+    """Add which checkpoint (absolute path) and training step an evaluation scored to its
+    metrics.json (a list of rows becomes {"checkpoint", "step", "rows"})."""
+    from .reports import write_json
+
+    metrics_file = Path(metrics_file)
+    if not metrics_file.is_file():
+        return
+    metrics = json.loads(metrics_file.read_text())
+    origin = {"checkpoint": str(Path(checkpoint).resolve()), "step": step}
+    write_json(metrics_file, {**origin, **metrics} if isinstance(metrics, dict) else {**origin, "rows": metrics})

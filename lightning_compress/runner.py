@@ -21,15 +21,16 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, check_accelerator_here, flat_hparams
+from .dashboard import (RunLogger, StepNumbering, TrainingSpeed, ValidateBeforeTraining, ValidationHistory,
+                        quiet_known_noise, results_markdown, write_validation_figure)
 from .distributed import FailedOnAnotherRank, all_ranks_succeeded, batch_plan, check_launcher, open_process_group
-from .run_dir import plan_run
+from .run_dir import plan_run, record_evaluated_checkpoint
 from .task import get_task
 
 
@@ -51,6 +52,12 @@ class Build:
     best_from_step: int = 0
     # Parameters that stop receiving gradients mid-run (e.g. faded-out MLPs): DDP must know.
     ddp_find_unused_parameters: bool = False
+    # (unit, count(batch)): what a training batch holds, for `train/<unit>_per_s`
+    # (e.g. ("tokens", lambda b: b["input_ids"].numel())); None: not measured.
+    throughput: tuple | None = None
+    # The settings that define the run, first in HParams under short names
+    # (e.g. {"encoder": "mlp_free", "n": 16, "m": 4, "ratio": 4.0}); the whole config follows.
+    headline: dict = field(default_factory=dict)
 
 
 class ValidateAtLastStep(Callback):
@@ -70,6 +77,49 @@ def rank_zero_print(*args) -> None:
     print(*args)
 
 
+class RunProgressBar(TQDMProgressBar):
+    """The bar shows what a run is judged by, under short names: train loss, throughput and
+    the last validation loss (`loss`, `tokens/s`, `val_loss`), no `v_num`."""
+
+    def get_metrics(self, trainer, module) -> dict:
+        shown = {}
+        for key, value in super().get_metrics(trainer, module).items():
+            if key == "v_num":
+                continue
+            name = key.removeprefix("train/").replace("val/", "val_").replace("_per_s", "/s")
+            shown[name] = f"{float(value):.0f}" if name.endswith("/s") else value
+        return shown
+
+    def on_validation_start(self, trainer, module) -> None:
+        super().on_validation_start(trainer, module)
+        total = sum(trainer.num_val_batches)
+        if not trainer.sanity_checking and total != float("inf"):
+            self.val_progress_bar.reset(total)  # all loaders together, not "0/?"
+
+
+def hparam_value(value):
+    """A value as TensorBoard's HParams should show it. Its numbers are printed with four
+    decimals (16 as "16.0000", a learning rate of 1e-5 as "0.0000"), so numbers go as text:
+    16, 0.0005, 1e-05; booleans and strings as they are."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_hparams(cfg: DictConfig, headline: dict) -> dict:
+    """HParams: the run's defining settings first (short names, in the task's order), then
+    every config key (dotted). TensorBoard sorts the columns by name (and shows the first
+    few), so the headline names carry leading spaces, most on the first: spaces sort before
+    any letter and the browser does not show them."""
+    width = len(headline)
+    first = {" " * (width - i) + name: hparam_value(v) for i, (name, v) in enumerate(headline.items())}
+    return {**first, **{k: hparam_value(v) for k, v in flat_hparams(cfg).items()}}
+
+
 def trainer_kwargs(cfg: DictConfig) -> dict:
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     max_steps = kwargs.get("max_steps")
@@ -81,33 +131,69 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
-class BestCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose best (top-k) choice ignores validations before `from_step`."""
+class LastCheckpoint(ModelCheckpoint):
+    """last.ckpt: everything resume needs (weights, optimiser, schedulers, loops, data
+    position). Not at step 0 (the validation before training has nothing to keep)."""
+
+    def _should_skip_saving_checkpoint(self, trainer) -> bool:
+        return trainer.global_step == 0 or super()._should_skip_saving_checkpoint(trainer)
+
+
+class BestCheckpoint(LastCheckpoint):
+    """best.ckpt: weights only (the task's own stamp: trained weights, config, decoder
+    identity; no optimiser state, a third of last.ckpt's size for Adam), chosen by the
+    monitored validation metric among validations from `from_step` on. `best_step` is the
+    step it was taken at, logged as `val/best_step` after each validation."""
 
     def __init__(self, from_step: int = 0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(save_weights_only=True, save_last=False, **kwargs)
         self.from_step = from_step
+        self.best_step: int | None = None
 
     def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
         if trainer.global_step >= self.from_step:
             super()._save_topk_checkpoint(trainer, monitor_candidates)
 
+    def _update_best_and_save(self, current, trainer, monitor_candidates) -> None:
+        super()._update_best_and_save(current, trainer, monitor_candidates)
+        self.best_step = trainer.global_step
+
+    def on_validation_end(self, trainer, module) -> None:
+        super().on_validation_end(trainer, module)
+        if self.best_step is not None and trainer.logger is not None and not trainer.sanity_checking:
+            trainer.logger.log_metrics({"val/best_step": self.best_step}, trainer.global_step)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best_step": self.best_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.best_step = state_dict.get("best_step")
+
 
 def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks: list, datamodule, resume_from=None,
-                 refresh: int = 1, best_from_step: int = 0):
-    """The Trainer every run uses: best (by `monitor`) and last checkpoints, optionally a
-    periodic last.ckpt, atomic checkpoint writes, and the global batch turned into a
-    per-device micro-batch (set on `datamodule`) plus gradient accumulation."""
+                 refresh: int = 1, best_from_step: int = 0, throughput=None):
+    """The Trainer every run uses: best (by `monitor`, weights only) and last (full state)
+    checkpoints, optionally a periodic last.ckpt, atomic checkpoint writes, the dashboard's
+    callbacks (dashboard.py), and the global batch turned into a per-device micro-batch (set
+    on `datamodule`) plus gradient accumulation."""
     run_dir = Path(logger.log_dir)
     best = BestCheckpoint(best_from_step, dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
-                          save_top_k=1, save_last=True)
-    all_callbacks = [best, LearningRateMonitor(logging_interval="step"), ValidateAtLastStep()]
+                          save_top_k=1)
+    last = LastCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True)
+    history = ValidationHistory(best)
+    all_callbacks = [best, last, history, StepNumbering(), LearningRateMonitor(logging_interval="step"),
+                     ValidateAtLastStep()]
+    if cfg.validate_before_training:
+        all_callbacks.append(ValidateBeforeTraining())
+    if throughput is not None:
+        all_callbacks.append(TrainingSpeed(*throughput))
     if kwargs.get("enable_progress_bar", True):
-        all_callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+        all_callbacks.append(RunProgressBar(refresh_rate=refresh))
     if cfg.checkpoint_every_n_steps:
         # Only last.ckpt, often: what a killed or pre-empted run resumes from.
-        all_callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
-                                             every_n_train_steps=cfg.checkpoint_every_n_steps))
+        all_callbacks.append(LastCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
+                                            every_n_train_steps=cfg.checkpoint_every_n_steps))
     trainer = pl.Trainer(logger=logger, callbacks=all_callbacks + callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=run_dir, **kwargs)
     micro, accumulate = batch_plan(cfg.data.batch_size, cfg.data.micro_batch_size, trainer.world_size)
@@ -121,7 +207,7 @@ def make_trainer(cfg: DictConfig, kwargs: dict, logger, monitor: str, callbacks:
         f"global batch {cfg.data.batch_size} = {micro} per device x {trainer.world_size} processes x {accumulate} "
         f"accumulated" + (f"; resuming from {resume_from}" if resume_from else "")
     )
-    return trainer, best
+    return trainer, best, history
 
 
 def _on_all_ranks(stage: str, work):
@@ -155,6 +241,9 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
     if task.preflight is not None:
         task.preflight(cfg)  # a missing data path fails now, not after a model loads
     version, resume_from = plan_run(cfg)
+    quiet_known_noise()
+    rank_zero_print(f"run folder: {Path(cfg.output_dir) / cfg.name / f'version_{version}'}\n"
+                    f"TensorBoard: tensorboard --logdir {cfg.output_dir}")
     pl.seed_everything(cfg.seed, workers=True)
     open_process_group(cfg.distributed_timeout_minutes, kwargs.get("accelerator"))
     build = _on_all_ranks("building the task", lambda: task.build(cfg, kwargs))
@@ -164,19 +253,35 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
                                          find_unused_parameters=build.ddp_find_unused_parameters)
     if build.strategy is not None:
         kwargs["strategy"] = build.strategy
-    logger = TensorBoardLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
-    trainer, best = make_trainer(cfg, kwargs, logger, build.monitor, build.callbacks + (callbacks or []),
-                                 build.datamodule, resume_from, build.progress_refresh, build.best_from_step)
-    trainer.fit(build.module, datamodule=build.datamodule, ckpt_path=resume_from)
-    checkpoint = best.best_model_path or best.last_model_path
+    logger = RunLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
-    # Rank 0 evaluates; the others wait for its verdict (up to distributed_timeout_minutes),
-    # so a failed evaluation fails the run on every rank.
-    finish = task.finish if task.finish is not None and trainer.is_global_zero else (lambda *args: {})
-    result = _on_all_ranks("finishing on rank 0", lambda: finish(cfg, build, trainer, checkpoint, run_dir))
+    trainer, best, history = make_trainer(cfg, kwargs, logger, build.monitor, build.callbacks + (callbacks or []),
+                                          build.datamodule, resume_from, build.progress_refresh, build.best_from_step,
+                                          build.throughput)
+    trainer.fit(build.module, datamodule=build.datamodule, ckpt_path=resume_from)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = best.best_model_path or (str(last) if last.is_file() else "")
+    # Rank 0 evaluates and writes the run's summary; the others wait for its verdict (up to
+    # distributed_timeout_minutes), so a failed evaluation fails the run on every rank and no
+    # rank exits while rank 0 still writes.
+    def finish_on_rank_zero() -> dict:
+        result = task.finish(cfg, build, trainer, checkpoint, run_dir) if task.finish is not None else {}
+        if result.get("folder") and checkpoint:
+            record_evaluated_checkpoint(Path(result["folder"]) / "metrics.json", checkpoint, best.best_step)
+        # Final metrics read as final: HParams columns are the validation tags (their last
+        # values, at the last step), and the held-out evaluation is a text table, not step-0 scalars.
+        step = trainer.global_step
+        split = getattr(getattr(cfg, "eval", None), "split", "test")
+        logger.log_summary(run_hparams(cfg, build.headline), sorted(history.history),
+                           results_markdown(result.get("metrics", {}), best.best_step, checkpoint, split), step)
+        figure = write_validation_figure(history, run_dir, logger, f"{cfg.name}: validation", step)
+        return {**result, "figure": str(figure) if figure else None}
+
+    result = _on_all_ranks("finishing on rank 0", finish_on_rank_zero if trainer.is_global_zero else dict)
     if not trainer.is_global_zero:
         return {}
-    metrics = result.get("metrics", {})
-    logger.log_hyperparams(flat_hparams(cfg), {f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
-    print(f"checkpoint: {checkpoint}\nTensorBoard: tensorboard --logdir {cfg.output_dir}")
-    return {"checkpoint": checkpoint, "run_dir": str(run_dir), "metrics": metrics, **result}
+    print(f"checkpoint: {checkpoint}" + (f" (step {best.best_step})" if best.best_step is not None else "")
+          + (f"\nvalidation curves: {result['figure']}" if result["figure"] else "")
+          + f"\nTensorBoard: tensorboard --logdir {cfg.output_dir}")
+    return {"checkpoint": checkpoint, "run_dir": str(run_dir), "metrics": result.get("metrics", {}),
+            "best_step": best.best_step, **result}

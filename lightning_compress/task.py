@@ -32,7 +32,9 @@ class Task:
     preflight: Callable | None = None
     # Rank 0, after fit: finish(cfg, build, trainer, best_checkpoint, run_dir) -> {"metrics": ...}.
     finish: Callable | None = None
-    # `lcompress eval CKPT`: evaluate(checkpoint: checkpoint_io.Checkpoint, overrides, out) -> exit code.
+    # `lcompress eval CKPT`: evaluate(checkpoint: checkpoint_io.Checkpoint, overrides, out) -> exit code;
+    # `out` is the results folder (--out, or a new one the core picked); the core adds the
+    # checkpoint and its step to out/metrics.json afterwards.
     evaluate: Callable | None = None
     # Grid runs of this task (`lcompress sweep`): a sweep.SweepSpec.
     sweep: Any = None
@@ -46,7 +48,7 @@ _TASKS: dict[str, Task] = {}
 _loaded = False
 
 # Verbs of the core CLI; a task may not take them.
-CORE_VERBS = ("train", "eval", "check-config", "sweep")
+CORE_VERBS = ("train", "eval", "check-config", "config", "sweep")
 
 
 def register_task(task: Task) -> Task:

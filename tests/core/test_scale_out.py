@@ -151,7 +151,8 @@ def test_two_process_ddp_run(tmp_path):
     val_texts = [{t for r in records if r["kind"] == "val_batch" for t in r["texts"]} for records in ranks]
     assert val_texts[0] and val_texts[1] and not val_texts[0] & val_texts[1], "validation shards should differ"
     metrics = [[r["metrics"] for r in records if r["kind"] == "val"] for records in ranks]
-    assert len(metrics[0]) == 2 and metrics[0] == metrics[1], "validation metrics were not reduced across ranks"
+    # Before training, at step 3 and at the last step (6).
+    assert len(metrics[0]) == 3 and metrics[0] == metrics[1], "validation metrics were not reduced across ranks"
 
     run_dir = tmp_path / "runs" / "scale"
     assert [p.name for p in run_dir.iterdir()] == ["version_0"], "a rank other than 0 wrote a log folder"

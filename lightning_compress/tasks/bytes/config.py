@@ -24,14 +24,14 @@ MODALITIES = ("text", "images", "audio")
 class ByteDataConfig:
     # Each a path, a directory, a glob or a list of them; a modality left empty is not used.
     text: Any = None
-    images: Any = None
-    audio: Any = None
-    chunk_bytes: int = 2048
+    images: Any = None  # Images (PNG, JPEG, ...): a path, directory, glob or list; empty: not used.
+    audio: Any = None  # Audio (WAV, FLAC): a path, directory, glob or list; empty: not used.
+    chunk_bytes: int = 2048  # Bytes per training sequence (the model's context).
     # Mixing weight of each modality in training (missing: 1).
     weights: dict = field(default_factory=dict)
     # Global batch of chunks per optimiser step; micro_batch_size as for prompts.
     batch_size: int = 8
-    micro_batch_size: int = 0
+    micro_batch_size: int = 0  # Chunks per forward pass on one device; 0 = batch_size / world size.
     # Held-out chunks per modality scored at each validation.
     val_chunks: int = 16
     # Per-mille of files (by name hash) held out per modality; a single file: its tail.
@@ -40,19 +40,20 @@ class ByteDataConfig:
     text_field: str = "text"
     # gray | rgb; patch [h, w] in pixels.
     image_mode: str = "gray"
+    # Image patch [height, width] in pixels, one chunk each.
     image_patch: list = field(default_factory=lambda: [32, 64])
     # 16 (int16 little-endian) or 8 (unsigned, DeepMind's audio bytes).
     audio_bits: int = 16
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes per device.
 
 
 @dataclass
 class ByteModelConfig:
     # tiny | small | base | large (SIZES above).
     size: str = "small"
-    lr: float = 1.0e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
+    lr: float = 1.0e-3  # AdamW peak learning rate (cosine decay after warm-up).
+    weight_decay: float = 0.01  # AdamW weight decay.
+    warmup_steps: int = 100  # Linear warm-up steps.
 
 
 @dataclass
@@ -64,8 +65,8 @@ class CodecBenchConfig:
     # A pretrained LM coding the held-out text as well (token-level): "" (none), embedded, a hub
     # id, a model directory or a .gguf file; lm_window tokens per window, lm_batch windows at a time.
     lm: str = ""
-    lm_window: int = 1024
-    lm_batch: int = 16
+    lm_window: int = 1024  # Token window of the LM coder (`codecs.lm`): context per coded window.
+    lm_batch: int = 16  # Windows coded side by side in one batch by the LM coder.
 
 
 @dataclass

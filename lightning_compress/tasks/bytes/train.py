@@ -49,7 +49,10 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
                    config=config_to_dict(cfg))
     modalities = ", ".join(f"{k} ({len(v)} files)" for k, v in datamodule.files.items())
     rank_zero_print(f"ByteLM {m.size}: {model.parameter_count():,} parameters; data: {modalities}")
-    return Build(module=model, datamodule=datamodule, monitor=PREFIX, progress_refresh=10)
+    headline = {"size": m.size, "chunk_bytes": cfg.data.chunk_bytes, "lr": m.lr, "steps": trainer_kwargs["max_steps"],
+                "batch": cfg.data.batch_size}
+    return Build(module=model, datamodule=datamodule, monitor=PREFIX, progress_refresh=10,
+                 throughput=("bytes", lambda batch: batch["bytes"].numel()), headline=headline)
 
 
 def _scores(metrics: dict) -> dict:
@@ -70,7 +73,7 @@ def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Pat
 
 def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> int:
     """`lcompress eval CKPT`: bits/byte of the held-out chunks of each modality (the data of
-    the training config, or `data.*` overrides), written to eval_heldout/."""
+    the training config, or `data.*` overrides), written to `out`."""
     from .api import load_byte_model
 
     model = load_byte_model(checkpoint)
@@ -80,7 +83,7 @@ def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> in
     trainer.validate(model, datamodule=datamodule, verbose=False)
     scores = _scores(trainer.callback_metrics)
     rows = [{"modality": k[len("bits_per_byte/"):] or "mean", "bits_per_byte": v} for k, v in scores.items()]
-    folder = Path(out) if out else checkpoint.path.resolve().parent.parent / "eval_heldout"
+    folder = Path(out)  # the core picks a new folder when --out is not given
     write_table(folder, "metrics", ["modality", "bits_per_byte"], rows)
     print(rows_markdown(["modality", "bits_per_byte"], rows))
     print(f"{_summary(scores)}\nwritten to {folder}")

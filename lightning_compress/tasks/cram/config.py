@@ -46,9 +46,9 @@ class CramConfig:
     max_steps: int = 5000
     # Texts optimised together (each row its own vectors, optimiser state and stopping).
     batch_size: int = 16
-    lr: float = 1.0e-2
-    betas: list = field(default_factory=lambda: [0.9, 0.9])
-    weight_decay: float = 0.01
+    lr: float = 1.0e-2  # AdamW learning rate of the vectors (the paper: 1e-2).
+    betas: list = field(default_factory=lambda: [0.9, 0.9])  # AdamW betas (the paper: 0.9, 0.9).
+    weight_decay: float = 0.01  # AdamW weight decay (the paper: 0.01).
     # Stop a text whose best accuracy has not improved for this many steps (0: never).
     patience: int = 0
     # What is given before the first predicted token (the paper's code: the first token of the

@@ -20,10 +20,11 @@ class EmbedDataConfig(HashSplitConfig):
     # source, text_field, hub_split, val_per_mille, test_per_mille: config.HashSplitConfig. Of
     # the hash split, val selects the autoencoder's epoch, test is reported and train gives the
     # token frequencies of the weighted methods.
+
     # Texts scored per split, each cut to max_tokens tokens.
     test_texts: int = 60
-    val_texts: int = 16
-    max_tokens: int = 128
+    val_texts: int = 16  # Validation texts (choose the autoencoder's epoch).
+    max_tokens: int = 128  # Each text is cut to this many tokens.
     # Texts per forward pass when scoring.
     batch_size: int = 8
 
@@ -33,14 +34,14 @@ class AutoencoderConfig:
     # The paper's code: loss = cos_weight * (1 - cos) + lp_weight * mean |x_hat - x|^p with p
     # annealed linearly from p_start to p_end over the epochs; Adam, StepLR(step, gamma).
     epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1.0e-3
-    lr_step_epochs: int = 4
-    lr_gamma: float = 0.5
-    cos_weight: float = 0.1995
-    lp_weight: float = 0.0025
-    p_start: float = 1.0
-    p_end: float = 0.1
+    batch_size: int = 256  # Embedding rows per optimiser step.
+    lr: float = 1.0e-3  # Adam learning rate.
+    lr_step_epochs: int = 4  # StepLR: multiply the learning rate by lr_gamma every this many epochs.
+    lr_gamma: float = 0.5  # StepLR factor.
+    cos_weight: float = 0.1995  # Weight of the cosine term (1 - cos).
+    lp_weight: float = 0.0025  # Weight of the L^p term mean |x_hat - x|^p.
+    p_start: float = 1.0  # p of the L^p term at the first epoch.
+    p_end: float = 0.1  # p of the L^p term at the last epoch.
     # Start from the (mean-centred) truncated SVD instead of a random init.
     svd_init: bool = True
     # Validation perplexity (val split, input mode) every this many epochs picks the best epoch.

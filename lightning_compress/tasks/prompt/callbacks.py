@@ -10,7 +10,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from ...reports import markdown_table
+from ...metrics import exact_match, prefix_match, sentence_bleu4
+from ...reports import headed_cell, markdown_table
 
 
 def _fixed_prompts(trainer, count: int) -> torch.Tensor | None:
@@ -47,8 +48,11 @@ class RegenerationSamples(Callback):
         ids = self._prompts.to(module.device)
         outputs = module.regenerate(ids)
         references = module.decode(ids.tolist())
-        rows = [[i, ref, out, "yes" if ref.strip() == out.strip() else "no"] for i, (ref, out) in enumerate(zip(references, outputs))]
-        _log_text(trainer, "regeneration/samples", markdown_table(["#", "reference", "regenerated", "exact"], rows))
+        rows = [[headed_cell(f"#{i}", ref),
+                  headed_cell(f"BLEU {sentence_bleu4(ref, out):.2f} · prefix {prefix_match(ref, out):.2f} · "
+                              f"exact {'yes' if exact_match(ref, out) else 'no'}", out)]
+                for i, (ref, out) in enumerate(zip(references, outputs))]
+        _log_text(trainer, "regeneration/samples", markdown_table(["reference", "regenerated"], rows))
 
 
 class LatentInterpolation(Callback):
@@ -65,15 +69,20 @@ class LatentInterpolation(Callback):
             memory = module.compress(ids).detach()
         a, b = memory.select(slice(0, 1)), memory.select(slice(1, 2))
         ts = [i / (self.points - 1) for i in range(self.points)]
-        rows = []
+        columns = {}
         for method in ("lerp", "slerp"):
             mixed = [getattr(a, method)(b, t) for t in ts]
             batch = type(memory)(
                 [torch.cat([m.keys[l] for m in mixed]) for l in range(len(memory.keys))],
                 [torch.cat([m.values[l] for m in mixed]) for l in range(len(memory.values))],
             )
-            rows += [[method, f"{t:.2f}", text] for t, text in zip(ts, module.regenerate_memory(batch))]
-        return markdown_table(["method", "t", "regenerated"], rows)
+            columns[method] = module.regenerate_memory(batch)
+        first, second = module.decode(ids[:2].tolist())
+        # The two prompts being mixed (t = 0 is A, t = 1 is B), then one row per t.
+        ends = markdown_table(["A (t = 0)", "B (t = 1)"], [[first, second]])
+        rows = [[headed_cell(f"t = {t:.2f}", lerp), headed_cell(f"t = {t:.2f}", slerp)]
+                for t, lerp, slerp in zip(ts, columns["lerp"], columns["slerp"])]
+        return ends + "\n\n" + markdown_table(["lerp", "slerp"], rows)
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, module) -> None:

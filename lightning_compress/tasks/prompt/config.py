@@ -17,15 +17,16 @@ MASTER_WEIGHTS = ("float32", "decoder")
 
 @dataclass
 class LoraConfig:
-    r: int = 64
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = 64  # LoRA rank.
+    alpha: int = 32  # LoRA scale numerator (scale = alpha / r).
+    dropout: float = 0.05  # LoRA dropout.
+    # Linear layers that get LoRA adapters.
     target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass
 class EncoderConfig:
-    name: str = "mlp_free"
+    name: str = "mlp_free"  # full | mlp_free | lora | lora_mlp_free (README "Encoders").
     # Train the encoder's own copy of the token embeddings (AOC does); ignored by LoRA encoders.
     train_embeddings: bool = True
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -34,8 +35,8 @@ class EncoderConfig:
 @dataclass
 class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    memory_tokens: int = 4
-    position_layout: str = "consistent"
+    memory_tokens: int = 4  # m: memory slots; the prompt is compressed into their per-layer KV (ratio n / m).
+    position_layout: str = "consistent"  # consistent (slot keys at positions 0..m-1) | paper (500x/AOC layout).
     # The encoder reads [BOS] + prompt (ours: the start its pretrained blocks were trained on);
     # the papers' encoders read the prompt alone (add_special_tokens=False): false.
     encoder_bos: bool = True
@@ -59,15 +60,15 @@ class ModelConfig:
     # many steps (x + s (mlp(x) - x), s: 1 -> 0); from then on the encoder is exactly AOC's,
     # and only then may a checkpoint become best.ckpt (ours; 0: the papers' start).
     mlp_fade_steps: int = 0
-    lr: float = 5e-4
+    lr: float = 5e-4  # AdamW learning rate (AOC: 5e-4).
     # Warm start: the first this many steps train the encoder to match the frozen decoder's
     # per-layer hidden states (PromptCompressor.distill_loss) instead of regenerating.
     distill_steps: int = 0
     # After the warm start, the same loss x this weight is added to the regeneration loss
     # (keeps the encoder's states near the decoder's while it learns; 0: off).
     distill_weight: float = 0.0
-    weight_decay: float = 0.0
-    warmup_steps: int = 30
+    weight_decay: float = 0.0  # AdamW weight decay.
+    warmup_steps: int = 30  # Linear warm-up steps before the constant learning rate.
     # Greedy regeneration length limit in tokens; 0 means n_tokens + 8.
     max_new_tokens: int = 0
 
@@ -75,6 +76,8 @@ class ModelConfig:
 @dataclass
 class DataConfig(HashSplitConfig):
     # source, text_field, hub_split, val_per_mille, test_per_mille: config.HashSplitConfig.
+
+    # n: every prompt is exactly this many tokens (the ratio is n / m).
     n_tokens: int = 32
     # Texts shorter than n: false skips (and counts) them; true pads them with the pad token
     # (= EOS) up to n, and the pads are targets, as 500xCompressor and AOC train.
@@ -84,21 +87,21 @@ class DataConfig(HashSplitConfig):
     # Validation / test from their own files (every record) instead of by hash from `source`;
     # "" = the hash split. The papers test on abstracts from a later period than training.
     val_source: str = ""
-    test_source: str = ""
-    val_size: int = 32
+    test_source: str = ""  # the same for the test split
+    val_size: int = 32  # Validation prompts scored at each validation (loss, BLEU, exact and prefix match).
     # Global batch: prompts per optimiser step over all devices and nodes.
     batch_size: int = 8
     # Prompts per forward pass on one device; 0 = batch_size / world size (no accumulation).
     micro_batch_size: int = 0
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes per device.
 
 
 @dataclass
 class EvalConfig:
     # train | val | test (by text hash) | all (every record of data.source).
     split: str = "test"
-    num_samples: int = 64
-    batch_size: int = 16
+    num_samples: int = 64  # Held-out prompts regenerated and scored after training and by `lcompress eval`.
+    batch_size: int = 16  # Prompts per regeneration batch.
 
 
 @dataclass

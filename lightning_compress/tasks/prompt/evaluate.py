@@ -19,7 +19,7 @@ from ...reports import rows_markdown, write_json, write_table
 
 COLUMNS = [
     "encoder", "n", "m", "ratio", "bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l", "rouge_l_paper",
-    "token_accuracy", "samples", "trainable_params",
+    "token_accuracy", "distinct_outputs", "samples", "trainable_params",
 ]
 
 
@@ -64,6 +64,7 @@ def evaluate(module, datamodule, split: str = "test", num_samples: int = 64, bat
         "ratio": n / m,
         **{k: scores[k] for k in ("bleu", "corpus_bleu", "exact_match", "prefix_match", "rouge_l", "rouge_l_paper")},
         "token_accuracy": correct / total,
+        "distinct_outputs": scores["distinct_outputs"],
         "samples": scores["samples"],
         "trainable_params": module.encoder.trainable_parameter_count(),
     }

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from ...backbone import Backbone, load_configured_backbone
 from ...checkpoint_io import CheckpointError, load_checkpoint, stamp_checkpoint
 from ...config import ConfigError, merged_config
-from ...metrics import PER_SAMPLE
+from ...distributed import gather_objects
+from ...metrics import PER_SAMPLE, distinct_rate
 from .config import TASK, PromptExperimentConfig
 from .encoders import build_encoder
 from .generation import greedy_regenerate
@@ -102,6 +103,7 @@ class PromptCompressor(pl.LightningModule):
             if param.requires_grad or own_copy:
                 param.data = param.data.to(dtype)
         self.strict_loading = False  # checkpoints omit the frozen decoder
+        self._val_outputs: list[str] = []
 
     # The decoder stays in eval mode whatever Lightning asks of the module.
     def train(self, mode: bool = True):
@@ -189,6 +191,17 @@ class PromptCompressor(pl.LightningModule):
         for name, fn in PER_SAMPLE.items():
             score = sum(fn(r, c) for r, c in zip(references, candidates)) / size
             self.log(f"val/{name}", score, batch_size=size, sync_dist=True)
+        self._val_outputs.extend(candidates)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    def on_validation_epoch_end(self) -> None:
+        # Over all ranks' regenerations: a collapse (many prompts, one output) shows at the
+        # first validation, where BLEU averages it away.
+        outputs = [text for rank in gather_objects(self._val_outputs) for text in rank]
+        if outputs:
+            self.log("val/distinct_outputs", distinct_rate(outputs), batch_size=len(outputs))
 
     def decode(self, rows: list[list[int]]) -> list[str]:
         # No clean-up of spaces before punctuation: the text as the tokens spell it, as AOC decodes.

@@ -61,8 +61,12 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
     # Warm starts (distillation, MLP fade) train another model than the final encoder: it
     # may become best.ckpt only after them.
     warm = cfg.model.distill_steps + cfg.model.mlp_fade_steps
+    n, m = cfg.data.n_tokens, cfg.model.memory_tokens
+    headline = {"encoder": cfg.model.encoder.name, "n": n, "m": m, "ratio": round(n / m, 2), "lr": cfg.model.lr,
+                "steps": cfg.trainer.max_steps, "batch": cfg.data.batch_size}
     return Build(module=module, datamodule=datamodule, monitor="val/loss", callbacks=callbacks, strategy=strategy,
-                 best_from_step=warm, ddp_find_unused_parameters=cfg.model.mlp_fade_steps > 0)
+                 best_from_step=warm, ddp_find_unused_parameters=cfg.model.mlp_fade_steps > 0,
+                 throughput=("tokens", lambda batch: batch["input_ids"].numel()), headline=headline)
 
 
 def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Path) -> dict:
@@ -75,7 +79,7 @@ def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Pat
     folder = write_results(run_dir / f"eval_{cfg.eval.split}", results)
     print(metrics_table(results["metrics"]))
     print(f"metrics and regenerations: {folder}")
-    return results
+    return {**results, "folder": str(folder)}
 
 
 def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> int:
@@ -86,7 +90,7 @@ def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> in
     cfg = module.cfg
     datamodule = ArxivAbstractsDataModule.from_config(cfg.data, cfg.eval, module.tokenizer, module.pad_token_id, cfg.seed)
     results = evaluate(module, datamodule, cfg.eval.split, cfg.eval.num_samples, cfg.eval.batch_size)
-    folder = Path(out) if out else checkpoint.path.resolve().parent.parent / f"eval_{cfg.eval.split}"
+    folder = Path(out)  # the core picks a new folder when --out is not given
     write_results(folder, results)
     print(metrics_table(results["metrics"]))
     print(f"written to {folder}")

@@ -20,20 +20,21 @@ MAX_LAYERS = 12
 class SentenceDataConfig(HashSplitConfig):
     # source, text_field, hub_split, val_per_mille, test_per_mille: config.HashSplitConfig
     # (the hash is of each sentence). Any text, JSON Lines, or MediaWiki XML file works.
+
     # Tokenizer: "embedded" (SmolLM2's 49k BPE), any tokenizer directory / hub id, or "bytes" (UTF-8).
     tokenizer: str = "embedded"
     # Sentences of min_tokens..max_tokens tokens are used; the others are counted and passed over.
     min_tokens: int = 4
-    max_tokens: int = 32
+    max_tokens: int = 32  # the longest sentence used, in tokens
     # Global batch (sentences per optimiser step over all devices) and per-device micro-batch (0: no accumulation).
     batch_size: int = 64
-    micro_batch_size: int = 0
+    micro_batch_size: int = 0  # per-device sentences per forward pass (0: batch_size / world size)
     # Sentences scored at each validation and at the final test.
     val_size: int = 256
-    test_size: int = 512
+    test_size: int = 512  # test sentences scored after training and by `lcompress eval`
     # Training sentences are shuffled in a buffer of this many per shard (0: source order).
     shuffle_buffer: int = 2048
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes per device.
 
 
 @dataclass
@@ -42,22 +43,22 @@ class SentenceModelConfig:
     layers: int = 1
     # Model width = the size of the sentence vector (768 float32 values = 3 KB).
     width: int = 512
-    heads: int = 8
+    heads: int = 8  # Attention heads.
     # Feed-forward width = ffn_mult x width.
     ffn_mult: int = 4
-    dropout: float = 0.0
+    dropout: float = 0.0  # Dropout in the transformer layers.
     # How the encoder's outputs become one vector: mean (masked mean) | query (a learned query
     # attends over them) | first (the first token's output).
     pooling: str = "mean"
     # Storage precision of the vector: float32 | float16 | bfloat16 | int8 (per-vector scale).
     # Applied at evaluation; with quantization_aware also in training (straight-through).
     precision: str = "float32"
-    quantization_aware: bool = False
+    quantization_aware: bool = False  # also round the vector in training (straight-through)
     # Input embedding and output head share their matrix (halves the vocabulary's parameters).
     tie_embeddings: bool = True
-    lr: float = 1.0e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
+    lr: float = 1.0e-3  # AdamW peak learning rate (cosine decay after warm-up).
+    weight_decay: float = 0.01  # AdamW weight decay (matrices only).
+    warmup_steps: int = 200  # Linear warm-up steps.
 
 
 @dataclass

@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ...checkpoint_io import stamp_checkpoint
+from ...distributed import gather_objects
+from ...metrics import sentence_bleu4
+from ...reports import headed_cell, markdown_table
 from .config import TASK
 from .model import SentenceAutoencoder
 from .precision import round_trip
@@ -72,6 +75,7 @@ class SentenceAutoencoderModule(pl.LightningModule):
     def on_validation_epoch_start(self):
         self._counts = torch.zeros(4, dtype=torch.float64, device=self.device)  # right, tokens, exact, sentences
         self.samples = []
+        self._outputs: list[tuple] = []
 
     def validation_step(self, batch, batch_idx):
         loss, accuracy = self._loss(batch)
@@ -82,6 +86,7 @@ class SentenceAutoencoderModule(pl.LightningModule):
         outputs = self.regenerate(batch, self.settings["precision"])
         self._counts += torch.tensor([*compare(references, outputs), len(references)], dtype=torch.float64,
                                      device=self.device)
+        self._outputs += [tuple(out) for out in outputs]
         room = max(0, self.hparams.config["eval"]["num_samples"] - len(self.samples))
         self.samples += [(text, self.tokenizer.decode(out)) for text, out in zip(batch["text"][:room], outputs[:room])]
 
@@ -92,10 +97,14 @@ class SentenceAutoencoderModule(pl.LightningModule):
         self.log("val/token_accuracy", right / max(total, 1), prog_bar=True)
         self.log("val/exact_match", exact / max(sentences, 1))
         self.log("val/token_error", 1 - right / max(total, 1))  # picks the best checkpoint (lower is better)
+        # Distinct regenerations over all ranks: a decoder that collapses to a few sentences shows here.
+        outputs = [out for rank in gather_objects(self._outputs) for out in rank]
+        self.log("val/distinct_outputs", len(set(outputs)) / max(len(outputs), 1))
         logger = self.logger.experiment if self.logger is not None else None
         if logger is not None and self.global_rank == 0 and self.samples:
-            rows = "\n".join(f"| {ref} | {out} | {'yes' if ref == out else 'no'} |" for ref, out in self.samples)
-            logger.add_text("val/samples", "| sentence | regenerated | exact |\n|---|---|---|\n" + rows, self.global_step)
+            rows = [[ref, headed_cell(f"BLEU {sentence_bleu4(ref, out):.2f} · exact {'yes' if ref == out else 'no'}", out)]
+                    for ref, out in self.samples]
+            logger.add_text("regeneration/samples", markdown_table(["sentence", "regenerated"], rows), self.global_step)
 
     def configure_optimizers(self):
         m = self.settings

@@ -41,7 +41,10 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
     rank_zero_print(f"SentenceAutoencoder: {m.layers} layer(s) each side, width {m.width} ({m.pooling} pooling), "
                     f"{module.parameter_count():,} parameters ({module.net.embed.weight.numel():,} in the {vocab + 2}-token "
                     f"embedding{', tied to the head' if m.tie_embeddings else ''}); vector {m.precision}")
-    return Build(module=module, datamodule=sentence_datamodule(cfg, module.net.pad), monitor=MONITOR, progress_refresh=10)
+    headline = {"layers": m.layers, "width": m.width, "pooling": m.pooling, "precision": m.precision, "lr": m.lr,
+                "steps": trainer_kwargs["max_steps"], "batch": cfg.data.batch_size}
+    return Build(module=module, datamodule=sentence_datamodule(cfg, module.net.pad), monitor=MONITOR, progress_refresh=10,
+                 throughput=("tokens", lambda batch: int(batch["lengths"].sum())), headline=headline)
 
 
 def _evaluate_and_write(module, cfg: DictConfig, split: str, folder: Path, log_dir: Path | None) -> dict:
@@ -70,7 +73,7 @@ def finish(cfg: DictConfig, build: Build, trainer, checkpoint: str, run_dir: Pat
     metrics = _evaluate_and_write(module, cfg, "test", run_dir / "eval_test", run_dir)
     headline = {k: metrics[k] for k in ("token_accuracy", "exact_match", "bleu", "bytes_per_vector",
                                         "utf8_bytes_per_sentence", "parameters")}
-    return {"metrics": headline}
+    return {"metrics": headline, "folder": str(run_dir / "eval_test")}
 
 
 def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> int:
@@ -79,6 +82,6 @@ def evaluate_checkpoint(checkpoint, overrides: list[str], out: str | None) -> in
                                                    ("overrides", parse_overrides(overrides, SentenceExperimentConfig))])
     module = SentenceAutoencoderModule(checkpoint.raw["hyper_parameters"]["config"], checkpoint.raw["hyper_parameters"]["vocab"])
     module.load_state_dict(checkpoint.state_dict)
-    folder = Path(out) if out else checkpoint.path.resolve().parent.parent / f"eval_{cfg.eval.split}"
+    folder = Path(out)  # the core picks a new folder when --out is not given
     _evaluate_and_write(module, cfg, cfg.eval.split, folder, None)
     return 0

@@ -75,8 +75,10 @@ def test_eval_prints_heldout_bits_per_byte_per_modality(checkpoint, tmp_path, ca
     out = tmp_path / "eval"
     assert main(["eval", str(checkpoint), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    rows = {r["modality"]: r["bits_per_byte"] for r in json.loads((out / "metrics.json").read_text())}
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {r["modality"]: r["bits_per_byte"] for r in metrics["rows"]}
     assert set(rows) == {"mean", "text", "images", "audio"} and all(0 < v < 16 for v in rows.values())
+    assert metrics["checkpoint"] == str(checkpoint.resolve()) and metrics["step"] >= 1
     assert "held-out bits/byte: mean" in printed and "| audio |" in printed
 
 
@@ -86,7 +88,7 @@ def test_eval_reads_a_byte_checkpoint_of_the_previous_release(tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", str(legacy), f"data.text={DATA}/text/enwik8_prefix_3MB.xml", f"data.audio={DATA}/audio/fsdd/0_*.wav",
                  "--out", str(out)]) == 0
-    rows = {r["modality"] for r in json.loads((out / "metrics.json").read_text())}
+    rows = {r["modality"] for r in json.loads((out / "metrics.json").read_text())["rows"]}
     assert rows == {"mean", "text", "audio"}
 
 

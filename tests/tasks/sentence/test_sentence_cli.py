@@ -41,6 +41,16 @@ def test_train_then_eval(tmp_path, sentences, capsys):
                  "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["sentences"] > 8
     assert "token_accuracy" in capsys.readouterr().out
+    # Without --out: a new folder named by checkpoint and step; the run's eval_test/ is kept.
+    best = run / "checkpoints" / "best.ckpt"
+    assert metrics["checkpoint"] == str(best.resolve()) and metrics["step"] >= 1
+    before = (run / "eval_test" / "metrics.json").read_bytes()
+    for _ in range(2):
+        assert main(["eval", str(best), f"data.source={sentences}"]) == 0
+    step = metrics["step"]
+    assert sorted(p.name for p in (run / "eval").iterdir()) == [f"best-step{step}", f"best-step{step}-2"]
+    assert json.loads((run / "eval" / f"best-step{step}" / "metrics.json").read_text())["step"] == step
+    assert (run / "eval_test" / "metrics.json").read_bytes() == before
 
 
 @pytest.mark.parametrize("override, message", [
