@@ -10,7 +10,7 @@ ARGS ?=
 SCALE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale bench-regenerate train-bytes bench-bytes bench-lm bench-coder cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
+.PHONY: help setup test test-slow test-all eval sweep tensorboard clean train-aoc ablation bench-train bench-scale bench-regenerate train-bytes bench-bytes bench-lm bench-coder bench-gguf cram cram-capacity bench-cram embed-compress train-sentence-ae bench-sentence
 
 ##@ Set-up and tests
 
@@ -79,6 +79,9 @@ train-bytes: ## train the byte-level model (text + images + audio) for lossless 
 
 bench-lm: ## the pretrained LM as a compressor vs xz/zstd/brotli (+ bits/byte vs window); ARGS="--byte-model CKPT ..."
 	$(PY) benchmarks/bench_lm.py $(ARGS)
+
+bench-gguf: ## what the embedded decoder's 4-bit (Q4_1) weights cost: perplexity after one more Q4_1 / Q8_0 rounding
+	$(PY) benchmarks/bench_gguf.py $(ARGS)
 
 bench-coder: ## where the byte coder's time goes (format 1 vs 2 steps, attention ceiling) + KB/s at 20 KB and 1 MB; ARGS="--model CKPT ..."
 	$(PY) benchmarks/bench_coder.py $(ARGS)

@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train from an experiment YAML (its `task:` says what is trained)", add_help=False,
                        description="Train the experiment's task, then evaluate its best checkpoint. Smoke test of "
-                                   "any config: add trainer.fast_dev_run=true (one batch of training and validation, "
-                                   "nothing written).")
+                                   "any config: add trainer.fast_dev_run=true (one training and one validation batch, "
+                                   "then the task's evaluation: the whole pipeline in seconds).")
     p.add_argument("config", nargs="?", help="experiment YAML, e.g. experiments/prompt/aoc.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.n_tokens=96")
     p.add_argument("-h", "--help", action="store_true", help="this help and every key of the config's task")
