@@ -13,6 +13,7 @@ Resume:            the same command with resume=true (or auto, or a checkpoint p
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -90,11 +91,24 @@ class RunProgressBar(TQDMProgressBar):
             shown[name] = f"{float(value):.0f}" if name.endswith("/s") else value
         return shown
 
-    def on_validation_start(self, trainer, module) -> None:
-        super().on_validation_start(trainer, module)
-        total = sum(trainer.num_val_batches)
-        if not trainer.sanity_checking and total != float("inf"):
-            self.val_progress_bar.reset(total)  # all loaders together, not "0/?"
+    # Lightning's bars, created with their totals (a bar created without one prints "0/?"
+    # before Lightning sets it).
+    def init_train_tqdm(self):
+        from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+        total = self.total_train_batches
+        return Tqdm(desc=self.train_description, position=2 * self.process_position, disable=self.is_disabled,
+                    leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
+                    total=None if total == float("inf") else total)
+
+    def init_validation_tqdm(self):
+        from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+        has_main_bar = self.trainer.state.fn != "validate"
+        total = sum(self.trainer.num_val_batches)
+        return Tqdm(desc=self.validation_description, position=2 * self.process_position + has_main_bar,
+                    disable=self.is_disabled, leave=not has_main_bar, dynamic_ncols=True, file=sys.stdout,
+                    bar_format=self.BAR_FORMAT, total=None if total == float("inf") else total)
 
 
 def hparam_value(value):

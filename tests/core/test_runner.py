@@ -94,3 +94,13 @@ def test_hparams_put_the_defining_settings_first_and_keep_integers():
     assert [k.strip() for k in sorted(hparams)[:3]] == ["n", "steps", "lr"]
     # As TensorBoard would print them: integers as integers, small floats readable.
     assert hparams["data.n_tokens"] == "16" and hparams["model.lr"] == "1e-05" and hparams["model.tied"] is True
+
+
+def test_the_progress_bar_shows_loss_throughput_and_validation_totals(tmp_path, capsys):
+    overrides = [o for o in SHRINK_PROMPT if not o.startswith("trainer.enable_progress_bar")]
+    assert main(["train", str(EXPERIMENTS / "prompt" / "aoc.yaml"), f"output_dir={tmp_path}", "name=bar", *overrides,
+                 "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false"]) == 0
+    out = capsys.readouterr().out.replace("\r", "\n")
+    assert "Validation" in out and "0/?" not in out
+    last = [line for line in out.splitlines() if line.startswith("Epoch 0") and "2/2" in line][-1]
+    assert "loss=" in last and "tokens/s=" in last and "val_loss=" in last and "v_num" not in last
