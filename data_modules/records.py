@@ -308,6 +308,29 @@ def iter_local_texts(files: list[Path], text_field: str, skips: SkipLog) -> Iter
                                 f"{type(err).__name__}: {detail}") from err
 
 
+# Compressed files up to this size are read through once before a run starts; a larger one
+# is checked as the run reaches it (reading it first would cost more than it saves).
+PREFLIGHT_GZIP_BYTES = 512 << 20
+
+
+def check_local_source(source: str) -> list[Path] | None:
+    """What a task's preflight calls: `source` resolved as `resolve_local` does, and every
+    gzip file of it (up to PREFLIGHT_GZIP_BYTES) decompressed once, so a file that is not
+    gzip or is truncated fails before any model loads, naming the file, instead of when the
+    reader reaches its end mid-run."""
+    files = resolve_local(source)
+    for path in files or []:
+        if path.name.lower().endswith(".gz") and path.stat().st_size <= PREFLIGHT_GZIP_BYTES:
+            try:
+                with gzip.open(path, "rb") as handle:
+                    while handle.read(1 << 20):
+                        pass
+            except (OSError, EOFError, zlib.error) as err:
+                detail = " ".join(str(err).split()) or type(err).__name__
+                raise DataFileError(f"{path}: not a complete gzip file ({type(err).__name__}: {detail})") from None
+    return files
+
+
 def iter_hub_texts(dataset_id: str, split: str, text_field: str, skips: SkipLog, shard: tuple[int, int] | None = None) -> Iterator[str]:
     """Stream a hub dataset (needs network or a local `datasets` cache). With `shard`
     (index, count), only that reader's share: `datasets.distributed.split_dataset_by_node`

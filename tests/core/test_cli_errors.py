@@ -49,16 +49,37 @@ def test_paths_are_checked_before_any_model_loads(tmp_path, text, capsys):
     assert text.read_text() == "some text to compress\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_output_folder_is_one_line(tmp_path, text, capsys):
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder no one may write into: chmod 500, or for root (who ignores modes) a tmpfs
+    mounted read-only."""
     folder = tmp_path / "read_only"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        _fails_cleanly(capsys, ["compress", str(text), str(folder / "out.lclm"), "--lm", "tiny-random"],
-                       "Permission denied", written=[str(folder / "out.lclm")])
-    finally:
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        yield folder
         folder.chmod(0o700)
+        return
+    yield from _mounted_tmpfs(folder, "ro,size=64k")
+
+
+def _mounted_tmpfs(folder, options: str):
+    """Yield `folder` with a tmpfs mounted on it (needs the right to mount, as root in a
+    container; the test is skipped elsewhere), unmounted afterwards."""
+    import subprocess
+
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_a_read_only_output_folder_is_one_line(read_only_folder, text, capsys):
+    target = str(read_only_folder / "out.lclm")
+    match = "Permission denied" if os.geteuid() != 0 else "Read-only file system"
+    _fails_cleanly(capsys, ["compress", str(text), target, "--lm", "tiny-random"], match, written=[target])
 
 
 def test_an_unexpected_failure_is_one_line_with_exit_1_and_debug_shows_the_traceback(tmp_path, text, capsys, monkeypatch):
@@ -145,8 +166,9 @@ def _bad_data(tmp_path):
     return {
         "nope.jsonl": "data.source='nope.jsonl': no such file",
         "nope/file.jsonl": "data.source='nope/file.jsonl': no such file",
-        str(tmp_path / "bad.jsonl.gz"): "bad.jsonl.gz: cannot be read as .jsonl (gzip): BadGzipFile: Not a gzipped file",
-        str(tmp_path / "cut.jsonl.gz"): "cut.jsonl.gz: cannot be read as .jsonl (gzip): EOFError: Compressed file ended",
+        # Checked before any model loads (records.check_local_source), not when the reader gets there.
+        str(tmp_path / "bad.jsonl.gz"): "bad.jsonl.gz: not a complete gzip file (BadGzipFile: Not a gzipped file",
+        str(tmp_path / "cut.jsonl.gz"): "cut.jsonl.gz: not a complete gzip file (EOFError: Compressed file ended",
     }
 
 
@@ -156,6 +178,7 @@ def test_bad_data_files_are_one_line_naming_the_file(tmp_path, capsys, monkeypat
         _fails_cleanly(capsys, ["train", AOC, f"data.source={source}", "decoder.source=tiny-random", "trainer.max_steps=2",
                                 "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
                                 f"output_dir={tmp_path / 'runs'}"], match)
+        assert not (tmp_path / "runs").exists()  # refused before a run folder or a model
 
 
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments")
@@ -217,17 +240,10 @@ def test_200_mutated_configs_end_in_ok_or_one_line_never_an_internal_error(tmp_p
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 64 KiB tmpfs: a real full disk (needs the right to mount, as root in a container)."""
-    import subprocess
-
+    """A 64 KiB tmpfs: a real full disk."""
     mount = tmp_path / "full"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+    yield from _mounted_tmpfs(mount, "size=64k")
 
 
 def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, full_disk, capsys):

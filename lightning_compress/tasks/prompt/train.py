@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from data_modules.arxiv_abstracts import ArxivAbstractsDataModule
-from data_modules.records import resolve_local
+from data_modules.records import check_local_source
 
 from ...backbone import load_configured_backbone
 from ...checkpoint_io import load_checkpoint
@@ -26,7 +26,7 @@ from .module import PromptCompressor
 def preflight(cfg: DictConfig) -> None:
     for source in (cfg.data.source, cfg.data.val_source, cfg.data.test_source):
         if source:
-            resolve_local(source)
+            check_local_source(source)
 
 
 def fsdp_strategy(decoder, encoder_name: str):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from data_modules.records import resolve_local
+from data_modules.records import check_local_source
 from data_modules.sentences import SentenceDataModule
 
 from ...config import config_to_dict, merged_config, parse_overrides
@@ -30,7 +30,7 @@ def sentence_datamodule(cfg: DictConfig, pad_id: int) -> SentenceDataModule:
 
 
 def preflight(cfg: DictConfig) -> None:
-    resolve_local(cfg.data.source)  # a missing file fails here, before the tokenizer loads
+    check_local_source(cfg.data.source)  # a missing or truncated file fails here, before the tokenizer loads
     sentence_tokenizer(cfg.data.tokenizer)
 
 
