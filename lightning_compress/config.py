@@ -310,14 +310,47 @@ def merged_config(schema: type, layers: list[tuple[str, dict]]) -> DictConfig:
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except Exception as err:  # wrong value types, e.g. data.n_tokens=abc
-            key = getattr(err, "full_key", None)
-            message = str(err).split("\n")[0]
             where = "" if where == "overrides" else f"{where}: "
-            raise ConfigError(f"{where}invalid config value: `{key}`: {message}" if key
-                              else f"{where}invalid config value: {message}") from None
+            raise ConfigError(f"{where}{merge_error(cfg, layer, err)}") from None
     resolve_all(cfg)
     check_values(cfg, schema)
     return cfg
+
+
+def merge_error(base: DictConfig, layer: dict, err: Exception) -> str:
+    """"invalid config value: `key`: message" for a layer that would not merge into `base`.
+    OmegaConf names the key of a wrong scalar but not of a wrong container (a mapping where
+    the schema has a list, a list where it has a mapping): then each value of the layer is
+    merged alone to find it."""
+    key = getattr(err, "full_key", None)
+    message = str(err).split("\n")[0]
+    if not key:
+        for dotted, value in _layer_values(layer, base):
+            nested: dict = {}
+            node = nested
+            *parents, last = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+            try:
+                OmegaConf.merge(base, nested)
+            except Exception as one:
+                key, message = getattr(one, "full_key", None) or dotted, str(one).split("\n")[0]
+                expected = OmegaConf.select(base, dotted, default=None)
+                if OmegaConf.is_list(expected) or OmegaConf.is_dict(expected):
+                    message += f" (expected a {'list' if OmegaConf.is_list(expected) else 'mapping'})"
+                break
+    return f"invalid config value: `{key}`: {message}" if key else f"invalid config value: {message}"
+
+
+def _layer_values(layer: dict, base: DictConfig, prefix: str = ""):
+    """(dotted key, value) of a layer, descending into mappings only where the schema has one."""
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and OmegaConf.is_dict(OmegaConf.select(base, dotted, default=None)):
+            yield from _layer_values(value, base, dotted + ".")
+        else:
+            yield dotted, value
 
 
 def _refuse_missing(layer: dict, prefix: str = "") -> None:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_write_text
 from .config import (
-    ConfigError, check_keys, config_to_dict, flatten, load_config, override_value, read_yaml, task_of_file,
+    ConfigError, check_keys, config_to_dict, flatten, load_config, merge_error, override_value, read_yaml, task_of_file,
 )
 from .reports import mirror_to_tensorboard, rows_markdown, write_figure, write_table
 from .task import Task, all_tasks, default_task, get_task
@@ -116,11 +116,12 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple = ()) -> tuple[Swe
     user = {"kind": "sweep", "task": task.name, **user}  # the older form names neither
     try:
         check_keys(user, task.sweep.schema)
-        grid = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(task.sweep.schema), user))
+        defaults = OmegaConf.structured(task.sweep.schema)
+        grid = OmegaConf.to_object(OmegaConf.merge(defaults, user))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     except Exception as err:
-        raise ConfigError(f"{path}: invalid value: {err}") from None
+        raise ConfigError(f"{path}: {merge_error(defaults, user, err)}") from None
     # `output_dir=` on the command line moves the whole grid; `name` is the grid's own.
     for item in overrides:
         if item.startswith("output_dir="):

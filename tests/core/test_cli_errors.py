@@ -135,6 +135,9 @@ BAD_OVERRIDES = {
     "data.n_tokens=???": "`data.n_tokens` is ??? (mandatory)",
     "data.val_per_mille=-5": "data.val_per_mille=-5",
     "eval.num_samples=0": "eval.num_samples must be >= 1, got 0",
+    # A mapping where the schema has a list: OmegaConf does not name the key, we do.
+    "model.encoder.lora.target_modules={x: 1}": "invalid config value: `model.encoder.lora.target_modules`: Cannot merge "
+                                                "incompatible container types (expected a list)",
 }
 
 

@@ -101,5 +101,7 @@ class SentenceExperimentConfig(TrainedExperiment):
                 raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
         if cfg.eval.split not in ("test", "all"):
             raise ConfigError(f"eval.split={cfg.eval.split!r}; expected test or all")
-        if m.ffn_mult < 1 or not 0 <= m.dropout < 1 or m.lr <= 0:
-            raise ConfigError("model.ffn_mult must be >= 1, model.dropout in [0, 1) and model.lr > 0")
+        for key, ok, expected in (("ffn_mult", m.ffn_mult >= 1, ">= 1"), ("dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+                                  ("lr", m.lr > 0, "> 0")):
+            if not ok:
+                raise ConfigError(f"model.{key}={m[key]!r}; expected {expected}")
