@@ -116,3 +116,30 @@ def test_an_undecodable_image_or_audio_file_is_one_line_naming_it(tmp_path, caps
                  f"output_dir={tmp_path / 'runs'}"])
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and match in error[-1], error[-3:]
+
+
+def test_200_mutated_checkpoints_are_refused_through_eval_or_score_as_the_original(checkpoint, tmp_path, capsys):
+    # Flips, truncations, insertions anywhere in a real checkpoint: the zip's CRCs, the
+    # stamp's weight sha256 and the safe unpickler must each end in one line and exit 2. A
+    # change to a field no reader uses (e.g. the CRC copy in a zip local header) may pass:
+    # then the scores must be exactly the original's, so nothing wrong ever comes out.
+    def scores(folder):
+        return json.loads((folder / "metrics.json").read_text())["rows"]
+
+    assert main(["eval", str(checkpoint), "--out", str(tmp_path / "original")]) == 0
+    expected = scores(tmp_path / "original")
+    capsys.readouterr()
+    source, accepted = tmp_path / "fuzzed.ckpt", 0
+    for index, blob in enumerate(mutated(checkpoint.read_bytes(), 200, seed=3)):
+        source.write_bytes(blob)
+        out = tmp_path / f"out{index}"
+        code = main(["eval", str(source), "--out", str(out)])
+        error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lcompress:")]
+        if code == 0:
+            accepted += 1
+            assert not error and scores(out) == expected, index
+        else:
+            assert code == 2 and len(error) == 1 and "internal error" not in error[0], (index, code, error)
+            assert not out.exists(), f"mutation {index} wrote results"
+    # 30 of these 200 land in bytes no reader uses (zip local-header copies, alignment padding).
+    assert accepted < 50
