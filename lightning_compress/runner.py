@@ -27,7 +27,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_io import AtomicCheckpointIO
-from .config import ConfigError, check_accelerator_here, flat_hparams
+from .config import ConfigError, flat_hparams
+from .trainer_config import check_accelerator_here
 from .dashboard import (RunLogger, StepNumbering, TrainingSpeed, ValidateBeforeTraining, ValidationHistory,
                         quiet_known_noise, results_markdown, write_validation_figure)
 from .distributed import FailedOnAnotherRank, all_ranks_succeeded, batch_plan, check_launcher, open_process_group
