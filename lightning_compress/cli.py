@@ -45,9 +45,11 @@ def _train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         return _print_config(cfg, args.config)
+    from .distributed import close_process_group
     from .runner import run_fit
 
     run_fit(cfg)
+    close_process_group()
     return 0
 
 

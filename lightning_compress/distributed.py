@@ -136,6 +136,15 @@ class FailedOnAnotherRank(RuntimeError):
     """Raised on the ranks that did not fail themselves."""
 
 
+def close_process_group() -> None:
+    """At the end of a command that succeeded on every rank: wait for all, then tear the group
+    down, so no rank exits while another still talks to it (gloo aborts a process whose
+    threads are still attached at exit: "terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def gather_objects(obj) -> list:
     """`obj` of every rank, in rank order ([obj] outside a process group): for values that
     are not tensors of one shape, such as the texts a validation regenerated."""

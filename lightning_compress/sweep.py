@@ -242,7 +242,10 @@ def table_rows(cells: list[Cell], records: list[dict], columns: list[str]) -> li
 def sweep_command(args) -> int:
     """A CLI verb over a grid file (`lcompress sweep`, and task verbs such as `ablation`):
     exit status 1 if any cell failed."""
+    from .distributed import close_process_group
+
     records = run_sweep(args.grid, args.overrides)
+    close_process_group()  # every rank ran every cell (a failed cell fails on all ranks alike)
     return 1 if any(r["status"] == "failed" for r in records) else 0
 
 

@@ -201,7 +201,7 @@ class PromptCompressor(pl.LightningModule):
         # first validation, where BLEU averages it away.
         outputs = [text for rank in gather_objects(self._val_outputs) for text in rank]
         if outputs:
-            self.log("val/distinct_outputs", distinct_rate(outputs), batch_size=len(outputs))
+            self.log("val/distinct_outputs", distinct_rate(outputs), batch_size=len(outputs), sync_dist=True)  # equal on every rank
 
     def decode(self, rows: list[list[int]]) -> list[str]:
         # No clean-up of spaces before punctuation: the text as the tokens spell it, as AOC decodes.

@@ -99,7 +99,7 @@ class SentenceAutoencoderModule(pl.LightningModule):
         self.log("val/token_error", 1 - right / max(total, 1))  # picks the best checkpoint (lower is better)
         # Distinct regenerations over all ranks: a decoder that collapses to a few sentences shows here.
         outputs = [out for rank in gather_objects(self._outputs) for out in rank]
-        self.log("val/distinct_outputs", len(set(outputs)) / max(len(outputs), 1))
+        self.log("val/distinct_outputs", len(set(outputs)) / max(len(outputs), 1), sync_dist=True)  # equal on every rank
         logger = self.logger.experiment if self.logger is not None else None
         if logger is not None and self.global_rank == 0 and self.samples:
             rows = [[ref, headed_cell(f"BLEU {sentence_bleu4(ref, out):.2f} · exact {'yes' if ref == out else 'no'}", out)]
