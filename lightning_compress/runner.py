@@ -28,12 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, flat_hparams
-from .trainer_config import check_accelerator_here
 from .dashboard import (RunLogger, StepNumbering, TrainingSpeed, ValidateBeforeTraining, ValidationHistory,
                         quiet_known_noise, results_markdown, write_validation_figure)
 from .distributed import FailedOnAnotherRank, all_ranks_succeeded, batch_plan, check_launcher, open_process_group
 from .run_dir import plan_run, record_evaluated_checkpoint
 from .task import get_task
+from .trainer_config import check_accelerator_here
 
 
 @dataclass
