@@ -21,14 +21,13 @@ import os
 import sys
 
 from .checkpoint_io import CheckpointError, load_checkpoint
-from .config import ConfigError, load_config
-from .task import all_tasks, get_task, lazy
+from .config import ConfigError, load_config, task_of_file
+from .config_help import annotated_yaml, keys_reference
+from .task import all_tasks, default_task, get_task, lazy
 
 
-def _schema_for(config: str | None, task_name: str | None):
-    from .config import task_of_file
-    from .task import default_task
-
+def _task_for(config: str | None, task_name: str | None):
+    """The task named by --task, else by the file's `task:`, else the default task."""
     if task_name:
         return get_task(task_name)
     return get_task(task_of_file(config)) if config else default_task()
@@ -36,15 +35,15 @@ def _schema_for(config: str | None, task_name: str | None):
 
 def _train(args) -> int:
     if args.help or not args.config:
-        task = _schema_for(args.config, None)
+        task = _task_for(args.config, None)
         args.parser.print_help()
         print(f"\nkeys of a `{task.name}` experiment file (another task's: lcompress config --keys --task NAME; "
               f"a run's resolved config: lcompress train CONFIG [key=value ...] --print-config):\n")
-        print(_keys_reference(task.schema))
+        print(keys_reference(task.schema))
         return 0 if args.help else EXIT_USER_ERROR
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
-        return _print_config(cfg, args.config)
+        return _print_config(cfg, args.config, get_task(cfg.task))
     from .distributed import close_process_group
     from .runner import run_fit
 
@@ -53,16 +52,7 @@ def _train(args) -> int:
     return 0
 
 
-def _keys_reference(schema) -> str:
-    from .config_help import keys_reference
-
-    return keys_reference(schema)
-
-
-def _print_config(cfg, path) -> int:
-    from .config_help import annotated_yaml
-
-    task = get_task(cfg.task) if cfg.get("task") else _schema_for(path, None)
+def _print_config(cfg, path, task) -> int:
     print(f"# resolved config of {path or 'the defaults'} (task {task.name}); run: lcompress train {path or 'CONFIG'}")
     print(annotated_yaml(cfg, task.schema), end="")
     return 0
@@ -70,12 +60,12 @@ def _print_config(cfg, path) -> int:
 
 def _config(args) -> int:
     """`lcompress config [FILE] [key=value ...] [--keys] [--task NAME]`."""
-    task = _schema_for(args.config, args.task)
+    task = _task_for(args.config, args.task)
     if args.keys:
-        print(_keys_reference(task.schema))
+        print(keys_reference(task.schema))
         return 0
     cfg = load_config(args.config, args.overrides, schema=task.schema if not args.config else None)
-    return _print_config(cfg, args.config)
+    return _print_config(cfg, args.config, task)
 
 
 def _eval(args) -> int:

@@ -258,14 +258,8 @@ def merge_error(base: DictConfig, layer: dict, err: Exception) -> str:
     message = str(err).split("\n")[0]
     if not key:
         for dotted, value in _layer_values(layer, base):
-            nested: dict = {}
-            node = nested
-            *parents, last = dotted.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
             try:
-                OmegaConf.merge(base, nested)
+                OmegaConf.update(base.copy(), dotted, value, merge=True)
             except Exception as one:
                 key, message = getattr(one, "full_key", None) or dotted, str(one).split("\n")[0]
                 expected = OmegaConf.select(base, dotted, default=None)
