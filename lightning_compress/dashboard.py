@@ -15,10 +15,9 @@ import logging
 import time
 import warnings
 
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import grad_norm, rank_zero_only
 
 from .reports import markdown_table, new_figure, write_figure
 
@@ -52,7 +51,6 @@ class RunLogger(TensorBoardLogger):
         for summary in (exp, ssi, sei):
             writer.add_summary(summary, step)
         self.experiment.add_text("results/summary", results_markdown, global_step=step)
-        self.experiment.flush()
 
 
 def _tag(key: str) -> str:
@@ -96,6 +94,7 @@ class TrainingSpeed(Callback):
     def __init__(self, unit: str, count):
         self.unit, self.count = unit, count  # count(batch) -> units in one micro-batch
         self._units, self._since, self._validation_start = 0, None, 0.0
+        self._logged_step = -1  # under accumulation several micro-batches end at one step
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if self._since is None:
@@ -103,7 +102,9 @@ class TrainingSpeed(Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self._units += self.count(batch) * trainer.world_size
-        if trainer.global_step % trainer.log_every_n_steps == 0 and self._since is not None:
+        step = trainer.global_step
+        if step % trainer.log_every_n_steps == 0 and step != self._logged_step and self._since is not None:
+            self._logged_step = step
             seconds = time.perf_counter() - self._since
             if seconds > 0 and self._units:
                 module.log(f"train/{self.unit}_per_s", self._units / seconds, prog_bar=True, batch_size=1,
@@ -121,9 +122,9 @@ class TrainingSpeed(Callback):
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
         if (trainer.global_step + 1) % trainer.log_every_n_steps:
             return
-        grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
-        if grads:
-            module.log("train/grad_norm", torch.stack(grads).norm(), batch_size=1)
+        norms = grad_norm(module, norm_type=2)  # Lightning's: per parameter and "grad_2.0_norm_total"
+        if norms:
+            module.log("train/grad_norm", norms["grad_2.0_norm_total"], batch_size=1)
 
 
 class ValidationHistory(Callback):
@@ -144,7 +145,7 @@ class ValidationHistory(Callback):
         if trainer.sanity_checking:
             return
         for tag, value in trainer.callback_metrics.items():
-            if tag.startswith("val/") and tag != "val/best_step":
+            if tag.startswith("val/"):
                 series = self.history.setdefault(tag, [])
                 if not series or series[-1][0] != trainer.global_step:
                     series.append((trainer.global_step, float(value)))
@@ -156,8 +157,8 @@ class ValidationHistory(Callback):
             return None
         columns = min(3, len(tags))
         rows = (len(tags) + columns - 1) // columns
-        figure, axes = new_figure(4.2 * columns, 3.0 * rows)
-        figure.clf()
+        figure, _ = new_figure(4.2 * columns, 3.0 * rows)
+        figure.clf()  # one panel per metric instead of new_figure's single axis
         for i, tag in enumerate(tags):
             axis = figure.add_subplot(rows, columns, i + 1)
             steps, values = zip(*self.history[tag])
@@ -191,7 +192,6 @@ def results_markdown(metrics: dict, best_step: int | None, checkpoint: str, spli
     rows = [["checkpoint", checkpoint], ["best step", "" if best_step is None else best_step], ["evaluated on", split]]
     rows += [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in metrics.items() if isinstance(v, (int, float, str))]
     return markdown_table(["", "value"], rows)
-
 
 
 class _DropTip(logging.Filter):

@@ -287,9 +287,12 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
         # values, at the last step), and the held-out evaluation is a text table, not step-0 scalars.
         step = trainer.global_step
         split = getattr(getattr(cfg, "eval", None), "split", "test")
+        figure = write_validation_figure(history, run_dir, logger, f"{cfg.name}: validation", step)
         logger.log_summary(run_hparams(cfg, build.headline), sorted(history.history),
                            results_markdown(result.get("metrics", {}), best.best_step, checkpoint, split), step)
-        figure = write_validation_figure(history, run_dir, logger, f"{cfg.name}: validation", step)
+        # Lightning closed its writer at the end of fit; these came through a new one: close it
+        # too, so the figure and summary are on disk now, not at the writer's next timed flush.
+        logger.finalize("success")
         return {**result, "figure": str(figure) if figure else None}
 
     result = _on_all_ranks("finishing on rank 0", finish_on_rank_zero if trainer.is_global_zero else dict)
