@@ -12,6 +12,8 @@ from ...config import ConfigError, HashSplitConfig, TrainedExperiment
 
 TASK = "sentence"
 POOLINGS = ("mean", "query", "first")
+CONDITIONINGS = ("first", "every")
+VOCABULARIES = ("tokenizer", "seen")
 PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 MAX_LAYERS = 12
 
@@ -50,6 +52,14 @@ class SentenceModelConfig:
     # How the encoder's outputs become one vector: mean (masked mean) | query (a learned query
     # attends over them) | first (the first token's output).
     pooling: str = "mean"
+    # How the decoder receives the vector: first (as its first input only) | every (also added,
+    # through a learned linear map, to every decoder input; learns much faster with few layers).
+    conditioning: str = "every"
+    # Output vocabulary: tokenizer (all its ids) | seen (only the tokens of the training sentences
+    # read by vocabulary_scan, plus one UNK that is never generated; a smaller head, faster on CPU).
+    vocabulary: str = "tokenizer"
+    # Training sentences read to find the seen tokens (0: the whole training split).
+    vocabulary_scan: int = 0
     # Storage precision of the vector: float32 | float16 | bfloat16 | int8 (per-vector scale).
     # Applied at evaluation; with quantization_aware also in training (straight-through).
     precision: str = "float32"
@@ -90,6 +100,12 @@ class SentenceExperimentConfig(TrainedExperiment):
             raise ConfigError(f"model.width={m.width}, model.heads={m.heads}: the width must be >= 8 and a multiple of heads")
         if m.pooling not in POOLINGS:
             raise ConfigError(f"model.pooling={m.pooling!r}; expected one of {POOLINGS}")
+        if m.conditioning not in CONDITIONINGS:
+            raise ConfigError(f"model.conditioning={m.conditioning!r}; expected one of {CONDITIONINGS}")
+        if m.vocabulary not in VOCABULARIES:
+            raise ConfigError(f"model.vocabulary={m.vocabulary!r}; expected one of {VOCABULARIES}")
+        if m.vocabulary_scan < 0:
+            raise ConfigError(f"model.vocabulary_scan={m.vocabulary_scan}; expected >= 0 (0: the whole training split)")
         bad = [p for p in [m.precision, *cfg.eval.precisions] if p not in PRECISIONS]
         if bad:
             raise ConfigError(f"precision {bad[0]!r} (model.precision / eval.precisions); expected one of {PRECISIONS}")

@@ -7,10 +7,14 @@ over them, or the first token's output), then a LayerNorm.
 Decoder: L causal pre-norm transformer layers over [vector, y_1 .. y_{t-1}] predicting
 y_1 .. y_T, EOS. Its only inputs are the vector and its own previous tokens (teacher forcing
 feeds the reference tokens in training; generation feeds back its own argmaxes), so nothing
-of the input sentence reaches it except through the vector.
+of the input sentence reaches it except through the vector. With `conditioning="every"` a
+learned linear map of the vector is also added to every decoder input: each position then
+reads the sentence from its own input instead of only through attention to position 0, which
+is what a 1-layer decoder otherwise learns slowly (it falls back on being a language model).
 
-Vocabulary: the tokenizer's ids, then EOS and PAD of our own (ids V and V+1), whatever the
-tokenizer's specials are.
+Vocabulary: the tokenizer's ids (or the compact ids of a trimmed vocabulary, whose last id is
+UNK: tokens not seen in training; never generated), then EOS and PAD of our own (ids V and V+1),
+whatever the tokenizer's specials are.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ def _layers(width: int, heads: int, ffn_mult: int, dropout: float, count: int) -
 
 class SentenceAutoencoder(nn.Module):
     def __init__(self, vocab: int, width: int = 512, layers: int = 1, heads: int = 8, ffn_mult: int = 4,
-                 dropout: float = 0.0, max_tokens: int = 32, pooling: str = "mean", tie_embeddings: bool = True):
+                 dropout: float = 0.0, max_tokens: int = 32, pooling: str = "mean", tie_embeddings: bool = True,
+                 conditioning: str = "first", unk: int | None = None):
         super().__init__()
-        self.vocab, self.eos, self.pad = vocab, vocab, vocab + 1
-        self.max_tokens, self.pooling = max_tokens, pooling
+        self.vocab, self.eos, self.pad, self.unk = vocab, vocab, vocab + 1, unk
+        self.max_tokens, self.pooling, self.conditioning = max_tokens, pooling, conditioning
         self.embed = nn.Embedding(vocab + 2, width)
         self.encoder_positions = nn.Embedding(max_tokens, width)
         self.decoder_positions = nn.Embedding(max_tokens + 1, width)
@@ -42,6 +47,8 @@ class SentenceAutoencoder(nn.Module):
             self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
             self.pool_attention = nn.MultiheadAttention(width, heads, batch_first=True)
         self.vector_norm = nn.LayerNorm(width)
+        if conditioning == "every":
+            self.condition = nn.Linear(width, width, bias=False)
         self.head = nn.Linear(width, vocab + 2, bias=False)
         if tie_embeddings:
             self.head.weight = self.embed.weight
@@ -72,6 +79,8 @@ class SentenceAutoencoder(nn.Module):
     def decode_hidden(self, vectors: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """Decoder states [B, t+1, width] over [vector, previous[:, :t]]."""
         inputs = torch.cat([vectors.unsqueeze(1), self.embed(previous)], 1)
+        if self.conditioning == "every":
+            inputs = inputs + self.condition(vectors).unsqueeze(1)
         positions = torch.arange(inputs.shape[1], device=inputs.device)
         causal = nn.Transformer.generate_square_subsequent_mask(inputs.shape[1], device=inputs.device, dtype=inputs.dtype)
         return self.decoder(inputs + self.decoder_positions(positions), mask=causal, is_causal=True)
@@ -105,7 +114,10 @@ class SentenceAutoencoder(nn.Module):
         done = torch.zeros(len(vectors), dtype=torch.bool, device=vectors.device)
         for _ in range(limit + 1):
             # Only the last position's logits: the head over a large vocabulary dominates a step.
-            step = self.head(self.decode_hidden(vectors, previous)[:, -1])[:, : self.vocab + 1].argmax(-1)  # never PAD
+            logits = self.head(self.decode_hidden(vectors, previous)[:, -1])[:, : self.vocab + 1]  # never PAD
+            if self.unk is not None:
+                logits[:, self.unk] = float("-inf")  # UNK is a token the vocabulary dropped: never an answer
+            step = logits.argmax(-1)
             step = step.masked_fill(done, self.eos)
             done |= step == self.eos
             previous = torch.cat([previous, step[:, None]], 1)
@@ -113,5 +125,5 @@ class SentenceAutoencoder(nn.Module):
                 break
         out = []
         for row in previous.tolist():
-            out.append(row[: row.index(self.eos)] if self.eos in row else row)
+            out.append(row[: row.index(self.eos)] if self.eos in row else row[:limit])
         return out

@@ -17,7 +17,7 @@ from ...reports import headed_cell, markdown_table
 from .config import TASK
 from .model import SentenceAutoencoder
 from .precision import round_trip
-from .tokenizer import sentence_tokenizer
+from .tokenizer import SeenVocabulary, sentence_tokenizer
 
 
 def compare(references: list[list[int]], outputs: list[list[int]]) -> tuple[int, int, int]:
@@ -33,12 +33,20 @@ def compare(references: list[list[int]], outputs: list[list[int]]) -> tuple[int,
 
 
 class SentenceAutoencoderModule(pl.LightningModule):
-    def __init__(self, config: dict, vocab: int):
+    def __init__(self, config: dict, vocab: int, kept_tokens: list[int] | None = None):
+        """`vocab`: the ids the model reads and writes (with a seen vocabulary: its tokens + UNK).
+        `kept_tokens`: the tokenizer ids of a seen vocabulary; a checkpoint's state restores them."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["kept_tokens"])  # 20k ids belong in the state, not in hparams.yaml
         m, d = config["model"], config["data"]
+        # Checkpoints written before these keys existed decode as they were trained.
+        self.seen_vocabulary = m.get("vocabulary", "tokenizer") == "seen"
         self.net = SentenceAutoencoder(vocab, m["width"], m["layers"], m["heads"], m["ffn_mult"], m["dropout"],
-                                       d["max_tokens"], m["pooling"], m["tie_embeddings"])
+                                       d["max_tokens"], m["pooling"], m["tie_embeddings"], m.get("conditioning", "first"),
+                                       unk=vocab - 1 if self.seen_vocabulary else None)
+        if self.seen_vocabulary:
+            kept = torch.tensor(kept_tokens if kept_tokens is not None else [0] * (vocab - 1), dtype=torch.long)
+            self.net.register_buffer("kept_tokens", kept)
         self.samples: list[tuple[str, str]] = []
 
     @property
@@ -47,7 +55,9 @@ class SentenceAutoencoderModule(pl.LightningModule):
 
     @property
     def tokenizer(self):
-        return sentence_tokenizer(self.hparams.config["data"]["tokenizer"])
+        """The tokenizer, narrowed to the model's seen vocabulary where it has one."""
+        tokenizer = sentence_tokenizer(self.hparams.config["data"]["tokenizer"])
+        return SeenVocabulary(tokenizer, self.net.kept_tokens.tolist()) if self.seen_vocabulary else tokenizer
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

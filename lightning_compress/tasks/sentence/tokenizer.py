@@ -32,3 +32,33 @@ class SentenceTokenizer:
 @lru_cache(maxsize=4)
 def sentence_tokenizer(source: str) -> SentenceTokenizer:
     return SentenceTokenizer(source)
+
+
+class SeenVocabulary:
+    """A tokenizer narrowed to the tokens seen in training: compact ids 0..len(kept)-1 in the
+    order of `kept` (the tokenizer's ids), then UNK for every other token. The model's head then
+    scores ~20k tokens instead of SmolLM2's 49k, and its embedding shrinks alike."""
+
+    def __init__(self, tokenizer: SentenceTokenizer, kept: list[int]):
+        self.tokenizer, self.kept = tokenizer, list(kept)
+        self.unk = len(self.kept)
+        self.vocab = self.unk + 1
+        self._compact: dict[int, int] | None = None
+
+    def encode(self, text: str) -> list[int]:
+        if self._compact is None:
+            self._compact = {token: i for i, token in enumerate(self.kept)}
+        return [self._compact.get(token, self.unk) for token in self.tokenizer.encode(text)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode([self.kept[i] for i in ids if i < self.unk])
+
+
+def seen_tokens(sentences_ids, limit: int = 0) -> list[int]:
+    """Sorted ids of the tokens in the first `limit` (0: all) tokenised sentences."""
+    seen: set[int] = set()
+    for count, ids in enumerate(sentences_ids, 1):
+        seen.update(ids)
+        if limit and count >= limit:
+            break
+    return sorted(seen)

@@ -15,15 +15,14 @@ from ...runner import Build, rank_zero_print
 from .config import SentenceExperimentConfig
 from .evaluate import PRECISION_COLUMNS, evaluate, write_results
 from .module import SentenceAutoencoderModule
-from .tokenizer import sentence_tokenizer
+from .tokenizer import SeenVocabulary, seen_tokens, sentence_tokenizer
 
 MONITOR = "val/token_error"
 
 
-def sentence_datamodule(cfg: DictConfig, pad_id: int) -> SentenceDataModule:
+def sentence_datamodule(cfg: DictConfig, pad_id: int, encode) -> SentenceDataModule:
     d = cfg.data
-    tokenizer = sentence_tokenizer(d.tokenizer)
-    return SentenceDataModule(d.source, tokenizer.encode, pad_id, min_tokens=d.min_tokens, max_tokens=d.max_tokens,
+    return SentenceDataModule(d.source, encode, pad_id, min_tokens=d.min_tokens, max_tokens=d.max_tokens,
                               text_field=d.text_field, val_per_mille=d.val_per_mille, test_per_mille=d.test_per_mille,
                               hub_split=d.hub_split, batch_size=d.batch_size, val_size=d.val_size, test_size=d.test_size,
                               shuffle_buffer=d.shuffle_buffer, num_workers=d.num_workers, seed=cfg.seed)
@@ -34,21 +33,40 @@ def preflight(cfg: DictConfig) -> None:
     sentence_tokenizer(cfg.data.tokenizer)
 
 
+def scan_vocabulary(cfg: DictConfig) -> SeenVocabulary:
+    """The tokens of the training sentences (every rank reads the same ones: the same result)."""
+    tokenizer = sentence_tokenizer(cfg.data.tokenizer)
+    stream = sentence_datamodule(cfg, 0, tokenizer.encode).stream("train", limit=cfg.model.vocabulary_scan or None)
+    read = [0]
+
+    def counted():
+        for _, ids in stream.usable():
+            read[0] += 1
+            yield ids
+
+    vocabulary = SeenVocabulary(tokenizer, seen_tokens(counted()))
+    rank_zero_print(f"vocabulary: {len(vocabulary.kept):,} of the tokenizer's {tokenizer.vocab:,} ids occur in "
+                    f"{read[0]:,} training sentences; the others become UNK (never generated)")
+    return vocabulary
+
+
 def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
-    vocab = sentence_tokenizer(cfg.data.tokenizer).vocab
-    module = SentenceAutoencoderModule(config_to_dict(cfg), vocab)
     m = cfg.model
-    rank_zero_print(f"SentenceAutoencoder: {m.layers} layer(s) each side, width {m.width} ({m.pooling} pooling), "
-                    f"{module.parameter_count():,} parameters ({module.net.embed.weight.numel():,} in the {vocab + 2}-token "
-                    f"embedding{', tied to the head' if m.tie_embeddings else ''}); vector {m.precision}")
+    tokenizer = scan_vocabulary(cfg) if m.vocabulary == "seen" else sentence_tokenizer(cfg.data.tokenizer)
+    module = SentenceAutoencoderModule(config_to_dict(cfg), tokenizer.vocab, getattr(tokenizer, "kept", None))
+    rank_zero_print(f"SentenceAutoencoder: {m.layers} layer(s) each side, width {m.width} ({m.pooling} pooling, vector "
+                    f"fed to {'every decoder input' if m.conditioning == 'every' else 'the first decoder input'}), "
+                    f"{module.parameter_count():,} parameters ({module.net.embed.weight.numel():,} in the "
+                    f"{tokenizer.vocab + 2}-token embedding{', tied to the head' if m.tie_embeddings else ''}); "
+                    f"vector {m.precision}")
     headline = {"layers": m.layers, "width": m.width, "pooling": m.pooling, "precision": m.precision, "lr": m.lr,
                 "steps": trainer_kwargs["max_steps"], "batch": cfg.data.batch_size}
-    return Build(module=module, datamodule=sentence_datamodule(cfg, module.net.pad), monitor=MONITOR, progress_refresh=10,
+    return Build(module=module, datamodule=sentence_datamodule(cfg, module.net.pad, tokenizer.encode), monitor=MONITOR, progress_refresh=10,
                  throughput=("tokens", lambda batch: int(batch["lengths"].sum())), headline=headline)
 
 
 def _evaluate_and_write(module, cfg: DictConfig, split: str, folder: Path, log_dir: Path | None) -> dict:
-    datamodule = sentence_datamodule(cfg, module.net.pad)
+    datamodule = sentence_datamodule(cfg, module.net.pad, module.tokenizer.encode)
     loader = datamodule.loader(datamodule.held_out(split, cfg.data.test_size if split == "test" else None))
     m = cfg.model
     result = evaluate(module, loader, list(cfg.eval.precisions) or [m.precision], m.precision, cfg.eval.interpolation_steps)

@@ -53,9 +53,34 @@ def test_train_then_eval(tmp_path, sentences, capsys):
     assert (run / "eval_test" / "metrics.json").read_bytes() == before
 
 
+def test_a_seen_vocabulary_is_scanned_saved_and_used_by_eval(tmp_path, sentences, capsys):
+    """model.vocabulary=seen: the head covers the training sentences' tokens + UNK; eval reads the
+    kept ids back from the checkpoint and maps text the same way."""
+    assert main(["train", str(CONFIG), *TINY, f"data.source={sentences}", f"output_dir={tmp_path}",
+                 "model.vocabulary=seen", "trainer.max_steps=2"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "sentence_ae" / "version_0"
+    from lightning_compress.checkpoint_io import load_checkpoint
+    state = load_checkpoint(run / "checkpoints" / "best.ckpt").state_dict
+    kept = state["net.kept_tokens"].tolist()
+    seen = sorted({b for line in sentences.read_text().splitlines() for b in line.encode()})
+    assert kept == sorted(kept) and set(kept) <= set(seen) and len(kept) >= 20
+    assert state["net.embed.weight"].shape[0] == len(kept) + 3  # + UNK, EOS, PAD
+    assert f"{len(kept)} of the tokenizer's 256 ids occur in" in out
+    # Text the scan never saw: an unseen byte becomes UNK and can never be regenerated.
+    odd = tmp_path / "odd.txt"
+    odd.write_text("Line 7 keeps Zürich and the vector ~~ quietly.\n" * 3)
+    assert main(["eval", str(run / "checkpoints" / "best.ckpt"), f"data.source={odd}", "eval.split=all",
+                 "--out", str(tmp_path / "odd")]) == 0
+    metrics = json.loads((tmp_path / "odd" / "metrics.json").read_text())
+    assert metrics["sentences"] == 1 and metrics["token_accuracy"] < 1
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.layers=0", "model.layers"), ("model.layers=13", "model.layers"), ("model.width=30", "width"),
     ("model.pooling=max", "pooling"), ("model.precision=int4", "precision"), ("data.min_tokens=40", "min_tokens"),
+    ("model.conditioning=all", "conditioning"), ("model.vocabulary=trimmed", "vocabulary"),
+    ("model.vocabulary_scan=-1", "vocabulary_scan"),
 ])
 def test_out_of_range_settings_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):

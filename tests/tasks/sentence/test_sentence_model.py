@@ -25,9 +25,10 @@ def _model(**kw):
     return SentenceAutoencoder(256, width=kw.pop("width", 32), layers=1, heads=4, max_tokens=24, **kw).eval()
 
 
-@pytest.mark.parametrize("pooling", ["mean", "query", "first"])
-def test_the_decoder_reads_only_the_vector_and_its_own_outputs(pooling):
-    net = _model(pooling=pooling)
+@pytest.mark.parametrize("pooling, conditioning", [("mean", "first"), ("query", "first"), ("first", "first"),
+                                                   ("mean", "every")])
+def test_the_decoder_reads_only_the_vector_and_its_own_outputs(pooling, conditioning):
+    net = _model(pooling=pooling, conditioning=conditioning)
     ids, lengths, _ = _batch(SENTENCES[:2])
     vectors = net.encode(ids, lengths)
     seen = []
@@ -37,6 +38,8 @@ def test_the_decoder_reads_only_the_vector_and_its_own_outputs(pooling):
         previous = torch.tensor([o[:step] + [net.eos] * (step - len(o[:step])) for o in outputs]) if step else \
             torch.empty(2, 0, dtype=torch.long)
         expected = torch.cat([vectors[:, None], net.embed(previous)], 1) + net.decoder_positions(torch.arange(step + 1))
+        if conditioning == "every":  # the vector again, at every position: still nothing but the vector
+            expected = expected + net.condition(vectors)[:, None]
         assert torch.allclose(inputs, expected, atol=1e-6), step
     # Changing the input tokens after encoding changes nothing the decoder produces.
     ids[:] = 0
@@ -44,8 +47,9 @@ def test_the_decoder_reads_only_the_vector_and_its_own_outputs(pooling):
     assert not torch.allclose(net.encode(ids, lengths), vectors)
 
 
-def test_a_tiny_model_overfits_a_few_sentences_exactly():
-    net = _model(width=64).train()
+@pytest.mark.parametrize("conditioning", ["first", "every"])
+def test_a_tiny_model_overfits_a_few_sentences_exactly(conditioning):
+    net = _model(width=64, conditioning=conditioning).train()
     ids, lengths, rows = _batch(SENTENCES)
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
     for step in range(600):
@@ -93,3 +97,15 @@ def test_quantization_aware_training_passes_gradients_straight_through():
 def test_compare_counts_eos_and_early_stops():
     assert compare([[1, 2, 3]], [[1, 2]]) == (2, 4, 0)  # the missing 3 and the early EOS
     assert compare([[1, 2]], [[1, 2, 3]]) == (2, 3, 0)
+
+
+def test_unk_is_never_generated():
+    net = _model(unk=7)
+    ids, lengths, _ = _batch(SENTENCES[:2])
+    vectors = net.encode(ids, lengths)
+    bias = torch.zeros(net.vocab + 2)
+    bias[7] = 1e4  # UNK would win every step
+    net.head.register_forward_hook(lambda module, args, out: out + bias)
+    assert all(7 not in o for o in net.generate(vectors, max_tokens=6))
+    net.unk = None  # without the mask UNK is all it says
+    assert net.generate(vectors, max_tokens=6) == [[7] * 6] * 2
