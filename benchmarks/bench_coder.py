@@ -16,6 +16,10 @@ Speed does not depend on what the weights are, so a freshly initialised model is
 
 Usage: python benchmarks/bench_coder.py [--model CKPT] [--sizes 20480 1048576] [--batch 64]
                                         [--chunk-bytes 2048] [--positions 0 1000 2000]
+                                        [--step-batches 1 16 64 | --step-batches] [--input FILE]
+--step-batches with no value skips part 1; --input codes the first --sizes bytes of FILE
+instead of enwik8 (e.g. 10 MB of ../shared/data/arxiv/abstracts.jsonl, which the byte model
+never trained on).
 """
 
 from __future__ import annotations
@@ -78,6 +82,23 @@ def time_linears(model: ByteLM, batch: int, repeats: int = 100) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def print_step_table(model: ByteLM, batches: list[int], positions: list[int], length: int, kv_per_position: int) -> None:
+    print("| batch | position | format 1 (transformers) ms/step | format 2 (lean) ms/step | attention alone ms | "
+          "linears alone ms | attention GB/s | format 2 KB/s at this position |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch in batches:
+        linears = time_linears(model, batch)
+        for position in positions:
+            position = min(position, length - 1)
+            old = time_stepper(TransformersStepper, model, batch, position, length)
+            new = time_stepper(LeanStepper, model, batch, position, length)
+            attention = time_attention(model, batch, position + 1)
+            gb_s = batch * kv_per_position * (position + 1) / attention / 1e9
+            print(f"| {batch} | {position} | {1e3 * old:.2f} | {1e3 * new:.2f} | {1e3 * attention:.2f} | {1e3 * linears:.2f} "
+                  f"| {gb_s:.1f} | {batch / new / 1024:.1f} |", flush=True)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="ByteLM checkpoint (default: a freshly initialised small model)")
@@ -85,7 +106,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--chunk-bytes", type=int, default=2048)
     parser.add_argument("--positions", type=int, nargs="+", default=[0, 1000, 2000])
-    parser.add_argument("--step-batches", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--step-batches", type=int, nargs="*", default=[1, 16, 64])
+    parser.add_argument("--input", help="file whose first --sizes bytes are coded (default: enwik8, repeated to size)")
     args = parser.parse_args()
     if args.model:
         model = load_byte_model(args.model, "cpu")
@@ -96,39 +118,35 @@ def main() -> None:
     kv_per_position = 2 * config.hidden_size * config.num_hidden_layers * 4  # bytes, float32
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; ByteLM {model.hparams.size} ({model.parameter_count():,} parameters)\n")
-    print("| batch | position | format 1 (transformers) ms/step | format 2 (lean) ms/step | attention alone ms | "
-          "linears alone ms | attention GB/s | format 2 KB/s at this position |")
-    print("|---|---|---|---|---|---|---|---|")
     length = args.chunk_bytes
-    for batch in args.step_batches:
-        linears = time_linears(model, batch)
-        for position in args.positions:
-            position = min(position, length - 1)
-            old = time_stepper(TransformersStepper, model, batch, position, length)
-            new = time_stepper(LeanStepper, model, batch, position, length)
-            attention = time_attention(model, batch, position + 1)
-            gb_s = batch * kv_per_position * (position + 1) / attention / 1e9
-            print(f"| {batch} | {position} | {1e3 * old:.2f} | {1e3 * new:.2f} | {1e3 * attention:.2f} | {1e3 * linears:.2f} "
-                  f"| {gb_s:.1f} | {batch / new / 1024:.1f} |", flush=True)
+    if args.step_batches:
+        print_step_table(model, args.step_batches, args.positions, length, kv_per_position)
     average = kv_per_position * length / 2
-    print(f"\nA coded byte reads {kv_per_position:,} bytes of cache per earlier position: {average / 1e6:.1f} MB on "
+    print(f"A coded byte reads {kv_per_position:,} bytes of cache per earlier position: {average / 1e6:.1f} MB on "
           f"average over a {length}-byte chunk; at 20 GB/s that alone caps the coder at "
           f"{20e9 / average / 1024:.1f} KB/s.\n")
     if not args.sizes:
         return
-    text = (SHARED / "text" / "enwik8_prefix_3MB.xml").read_bytes() if SHARED.is_dir() else os.urandom(max(args.sizes))
-    print("| input | bytes | chunk bytes | batch | compress KB/s | decompress KB/s | bits/byte | coded / bound |")
-    print("|---|---|---|---|---|---|---|---|")
+    if args.input:
+        name, text = Path(args.input).name, Path(args.input).read_bytes()[: max(args.sizes)]
+        if len(text) < max(args.sizes):
+            parser.error(f"--input {args.input} has {len(text):,} bytes, fewer than --sizes {max(args.sizes):,}")
+    else:
+        name = "enwik8 tail"
+        text = (SHARED / "text" / "enwik8_prefix_3MB.xml").read_bytes() if SHARED.is_dir() else os.urandom(max(args.sizes))
+    print("| input | bytes | chunk bytes | batch | compress KB/s | decompress KB/s | compress s | decompress s | "
+          "bits/byte | coded / bound |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        data = (text * (1 + size // len(text)))[-size:]
+        data = text[:size] if args.input else (text * (1 + size // len(text)))[-size:]
         start = time.perf_counter()
         blob, stats = compress_bytes(model, data, args.chunk_bytes, args.batch, progress=True)
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
         assert decompress_bytes(model, blob, progress=True) == data, "round trip failed"
         decode_s = time.perf_counter() - start
-        print(f"| enwik8 tail | {size:,} | {args.chunk_bytes} | {args.batch} | {size / 1024 / encode_s:.2f} | "
-              f"{size / 1024 / decode_s:.2f} | {8 * stats['compressed_bytes'] / size:.3f} | "
+        print(f"| {name} | {size:,} | {args.chunk_bytes} | {args.batch} | {size / 1024 / encode_s:.2f} | "
+              f"{size / 1024 / decode_s:.2f} | {encode_s:.0f} | {decode_s:.0f} | {8 * stats['compressed_bytes'] / size:.3f} | "
               f"{stats['compressed_bytes'] / stats['bound_bytes']:.4f} |", flush=True)
 
 
