@@ -60,6 +60,10 @@ class ModelConfig:
     # many steps (x + s (mlp(x) - x), s: 1 -> 0); from then on the encoder is exactly AOC's,
     # and only then may a checkpoint become best.ckpt (ours; 0: the papers' start).
     mlp_fade_steps: int = 0
+    # Short prompts first: over the first this many steps the encoder compresses only the first
+    # k tokens of each prompt, k growing linearly from memory_tokens (a slot per token, where
+    # the memory is plainly worth reading) to n; validation always uses n (ours; 0: off).
+    curriculum_steps: int = 0
     lr: float = 5e-4  # AdamW learning rate (AOC: 5e-4).
     # Warm start: the first this many steps train the encoder to match the frozen decoder's
     # per-layer hidden states (PromptCompressor.distill_loss) instead of regenerating.
@@ -140,6 +144,10 @@ class PromptExperimentConfig(TrainedExperiment):
         if cfg.model.mlp_fade_steps and cfg.model.mlp_fade_steps >= OmegaConf.select(cfg, "trainer.max_steps", default=0):
             raise ConfigError(f"model.mlp_fade_steps={cfg.model.mlp_fade_steps} must end before trainer.max_steps="
                               f"{OmegaConf.select(cfg, 'trainer.max_steps', default=None)}, or no step trains the MLP-free encoder")
+        max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
+        if cfg.model.curriculum_steps < 0 or (cfg.model.curriculum_steps and 0 < max_steps <= cfg.model.curriculum_steps):
+            raise ConfigError(f"model.curriculum_steps={cfg.model.curriculum_steps}: expected 0 (off) or a number of "
+                              f"steps below trainer.max_steps={max_steps}")
         if cfg.model.distill_steps < 0 or cfg.model.distill_weight < 0:
             raise ConfigError("model.distill_steps and model.distill_weight must be >= 0, got "
                               f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")

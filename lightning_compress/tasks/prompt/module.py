@@ -164,17 +164,29 @@ class PromptCompressor(pl.LightningModule):
             self.encoder.set_mlp_scale(scale)
             self.log("train/mlp_scale", scale, batch_size=1)
 
+    def curriculum_length(self, n: int) -> int:
+        """Prompt tokens trained on at this step (model.curriculum_steps): memory_tokens -> n."""
+        steps = self.cfg.model.curriculum_steps
+        if not steps or self.global_step >= steps:
+            return n
+        start = min(self.cfg.model.memory_tokens, n)
+        return start + (n - start) * self.global_step // steps
+
     def training_step(self, batch, batch_idx):
-        size = batch["input_ids"].shape[0]
+        input_ids = batch["input_ids"]
+        size = input_ids.shape[0]
         if self.global_step < self.cfg.model.distill_steps:
-            loss = self.distill_loss(batch["input_ids"])
+            loss = self.distill_loss(input_ids)
             self.log("train/distill_loss", loss, prog_bar=True, batch_size=size)
             return loss
-        loss, accuracy = self.loss_and_accuracy(batch["input_ids"])
+        if self.cfg.model.curriculum_steps:
+            input_ids = input_ids[:, : self.curriculum_length(input_ids.shape[1])]
+            self.log("train/prompt_tokens", float(input_ids.shape[1]), batch_size=size)
+        loss, accuracy = self.loss_and_accuracy(input_ids)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/token_accuracy", accuracy, batch_size=size)
         if self.cfg.model.distill_weight:
-            distill = self.distill_loss(batch["input_ids"])
+            distill = self.distill_loss(input_ids)
             self.log("train/distill_loss", distill, prog_bar=True, batch_size=size)
             return loss + self.cfg.model.distill_weight * distill
         return loss

@@ -145,3 +145,21 @@ def test_mlp_fade_run_keeps_best_checkpoint_from_after_the_fade(tmp_path):
                  "model.mlp_fade_steps=2", "trainer.max_steps=4", "trainer.val_check_interval=1"]) == 0
     best = torch.load(tmp_path / "fade" / "version_0" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert best["global_step"] >= 2 and not any(".mlp." in k for k in best["state_dict"])
+
+
+def test_curriculum_trains_on_short_prompts_first(tiny_backbone, tiny_config, tmp_path):
+    """model.curriculum_steps: k = memory_tokens at step 0, growing to n, then n."""
+    from test_prompt_training import _fit
+
+    cfg = tiny_config("model.curriculum_steps=4", "trainer.max_steps=6")
+    module = PromptCompressor(cfg, tiny_backbone)
+    m, n = cfg.model.memory_tokens, cfg.data.n_tokens
+    widths = []
+    module.encoder.register_forward_pre_hook(lambda encoder, args: widths.append((module.training, args[0].shape[1])))
+    _fit(module, cfg, tmp_path, steps=6)
+    bos = int(cfg.model.encoder_bos)
+    trained = [w - bos for training, w in widths if training]
+    assert trained == [m + (n - m) * step // 4 for step in range(4)] + [n, n]
+    assert trained[0] == m < n
+    with pytest.raises(ConfigError, match="model.curriculum_steps"):
+        tiny_config("model.curriculum_steps=6", "trainer.max_steps=6")
