@@ -84,10 +84,12 @@ def _compact(memory: torch.Tensor, optimizer: torch.optim.Optimizer, keep: torch
 
 def cram_batch(model, ids: torch.Tensor, indexes: list[int], *, vectors: int, mode: str, max_steps: int, lr: float,
                betas=(0.9, 0.9), weight_decay: float = 0.01, patience: int = 0, bos_id: int | None = None,
-               seed: int = 0, progress: bool = True, trace: list | None = None) -> list[RowResult]:
+               seed: int = 0, progress: bool = True, trace: list | None = None, on_finished=None) -> list[RowResult]:
     """Optimise `vectors` memory vectors for each row of `ids` [B, L]; `indexes` are the
     texts' stable indexes (they seed each row's initial vectors). `trace`, if given, gets
-    (step, row, teacher-forced prefix, target window) of every row at every step."""
+    (step, row, teacher-forced prefix, target window) of every row at every step.
+    `on_finished(row, result)`, if given, is called as each row stops, while the others go on
+    (so a caller can save it: a long batch then loses no finished row to an interruption)."""
     device = next(model.parameters()).device
     ids = ids.to(device)
     inputs, targets = inputs_and_targets(ids, bos_id)
@@ -133,6 +135,8 @@ def cram_batch(model, ids: torch.Tensor, indexes: list[int], *, vectors: int, mo
             if stop:
                 results[row] = RowResult(best[row].vectors, best[row].accuracy, best[row].prefix, step,
                                          time.perf_counter() - began, stop)
+                if on_finished is not None:
+                    on_finished(row, results[row])
             else:
                 keep.append(j)
         if mode == "full":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from ...atomic import atomic_write_text
 from ...config import ConfigError, config_to_dict
@@ -92,7 +93,8 @@ def given_bos(setting, tokenizer) -> int | None:
 
 
 def cram_texts(cfg: DictConfig, backbone, texts: list, results_path: Path, vectors_path: Path, progress=True) -> list[dict]:
-    """Cram `texts` batch by batch, appending to results_path / vectors_path after each batch."""
+    """Cram `texts` batch by batch; each text's result is appended to results_path / vectors_path
+    as soon as its row stops, not at the end of its batch."""
     from .measure import score
     from .optimise import cram_batch
 
@@ -109,11 +111,10 @@ def cram_texts(cfg: DictConfig, backbone, texts: list, results_path: Path, vecto
         batch = todo[start : start + c.batch_size]
         ids = torch.tensor([t.ids for t in batch])
         began = time.perf_counter()
-        found = cram_batch(model, ids, [t.index for t in batch], vectors=c.vectors, mode=c.mode, max_steps=c.max_steps,
-                           lr=c.lr, betas=list(c.betas), weight_decay=c.weight_decay, patience=c.patience,
-                           bos_id=bos_id, seed=cfg.seed, progress=progress)
-        scores = score(model, ids, torch.stack([f.vectors for f in found]), bos_id)
-        for text, result, scored in zip(batch, found, scores):
+
+        def finished(j: int, result, batch=batch, ids=ids) -> None:
+            text = batch[j]
+            scored = score(model, ids[j : j + 1], result.vectors[None], bos_id)[0]
             row = {"text_index": text.index, "length": len(text.ids), "vectors": c.vectors, "mode": c.mode, **scored,
                    "steps": result.steps, "seconds": result.seconds, "stopped": result.stopped, "text": text.text}
             rows.append(row)
@@ -121,13 +122,21 @@ def cram_texts(cfg: DictConfig, backbone, texts: list, results_path: Path, vecto
                             "first_token": bos_id if bos_id is not None else text.ids[0],
                             "predicted_tokens": scored["predicted_tokens"], "sha256": ids_sha256(text.ids),
                             "vectors": result.vectors})
-            print(f"[cram] text {text.index}: {row['length']} tokens, k={c.vectors}, accuracy {row['token_accuracy']:.3f}, "
-                  f"exact greedy {'yes' if row['exact_greedy'] else 'no'} ({row['greedy_prefix']} tokens), gain "
-                  f"{row['info_gain_bits']:.1f} bits of {row['ce_before_bits']:.1f}, {row['steps']} steps ({row['stopped']})")
-        # Both files are rewritten whole, through a temporary file and a rename: never half a line.
-        save_vectors(vectors_path, identity, entries)
-        atomic_write_text(results_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            # Both files are rewritten whole, through a temporary file and a rename: never half a line.
+            save_vectors(vectors_path, identity, entries)
+            atomic_write_text(results_path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                    for r in sorted(rows, key=lambda r: r["text_index"])))
+            tqdm.write(f"[cram] text {text.index}: {row['length']} tokens, k={c.vectors}, accuracy "
+                       f"{row['token_accuracy']:.3f}, exact greedy {'yes' if row['exact_greedy'] else 'no'} "
+                       f"({row['greedy_prefix']} tokens), gain {row['info_gain_bits']:.1f} bits of "
+                       f"{row['ce_before_bits']:.1f}, {row['steps']} steps ({row['stopped']}); "
+                       f"{len(rows)}/{len(texts)} texts done")
+
+        cram_batch(model, ids, [t.index for t in batch], vectors=c.vectors, mode=c.mode, max_steps=c.max_steps,
+                   lr=c.lr, betas=list(c.betas), weight_decay=c.weight_decay, patience=c.patience, bos_id=bos_id,
+                   seed=cfg.seed, progress=progress, on_finished=finished)
         print(f"[cram] batch of {len(batch)} in {time.perf_counter() - began:.0f} s; {len(rows)}/{len(texts)} texts done")
+    rows.sort(key=lambda r: r["text_index"])
     return rows
 
 

@@ -57,9 +57,15 @@ def test_a_finished_row_leaves_the_batch_and_stops_changing(tiny_lm):
     model, _ = tiny_lm
     ids = _ids(3, 8, seed=2)
     alone = [_cram(model, ids[r : r + 1], [r])[0] for r in range(3)]
-    trace = []
+    trace, finished = [], []
     together = cram_batch(model, ids, [0, 1, 2], vectors=2, mode="full", max_steps=300, lr=0.05, bos_id=BOS,
-                          progress=False, trace=trace)
+                          progress=False, trace=trace, on_finished=lambda row, result: finished.append((row, result,
+                                                                                                      len(trace))))
+    # Each row is handed over as it stops, while the others are still being optimised.
+    assert sorted(row for row, _, _ in finished) == [0, 1, 2]
+    assert [result.steps for _, result, _ in finished] == sorted(r.steps for r in alone)
+    first_row, first_result, traced_then = finished[0]
+    assert first_result is together[first_row] and traced_then < len(trace)
     steps = sorted({r.steps for r in alone})
     assert len(steps) > 1, "the rows finish together: no row leaves early"
     for row in range(3):
