@@ -54,11 +54,9 @@ class SeenVocabulary:
         return self.tokenizer.decode([self.kept[i] for i in ids if i < self.unk])
 
 
-def seen_tokens(sentences_ids, limit: int = 0) -> list[int]:
-    """Sorted ids of the tokens in the first `limit` (0: all) tokenised sentences."""
+def seen_tokens(sentences_ids) -> list[int]:
+    """Sorted ids of the tokens in the tokenised sentences."""
     seen: set[int] = set()
-    for count, ids in enumerate(sentences_ids, 1):
+    for ids in sentences_ids:
         seen.update(ids)
-        if limit and count >= limit:
-            break
     return sorted(seen)
