@@ -61,7 +61,8 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
                     f"vector {m.precision}")
     headline = {"layers": m.layers, "width": m.width, "pooling": m.pooling, "precision": m.precision, "lr": m.lr,
                 "steps": trainer_kwargs["max_steps"], "batch": cfg.data.batch_size}
-    return Build(module=module, datamodule=sentence_datamodule(cfg, module.net.pad, tokenizer.encode), monitor=MONITOR, progress_refresh=10,
+    datamodule = sentence_datamodule(cfg, module.net.pad, tokenizer.encode)
+    return Build(module=module, datamodule=datamodule, monitor=MONITOR, progress_refresh=10,
                  throughput=("tokens", lambda batch: int(batch["lengths"].sum())), headline=headline)
 
 
