@@ -76,8 +76,8 @@ def interpolate(module, start: torch.Tensor, end: torch.Tensor, start_text: str,
     device = next(module.net.parameters()).device
     weights = torch.linspace(0, 1, max(2, steps))
     mixed = torch.stack([(1 - w) * start + w * end for w in weights]).to(device)
-    outputs = module.net.generate(mixed)
-    return [{"alpha": float(w), "from": start_text, "to": end_text, "decoded": module.tokenizer.decode(o)}
+    outputs, tokenizer = module.net.generate(mixed), module.tokenizer
+    return [{"alpha": float(w), "from": start_text, "to": end_text, "decoded": tokenizer.decode(o)}
             for w, o in zip(weights, outputs)]
 
 

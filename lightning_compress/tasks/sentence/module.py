@@ -98,7 +98,9 @@ class SentenceAutoencoderModule(pl.LightningModule):
                                      device=self.device)
         self._outputs += [tuple(out) for out in outputs]
         room = max(0, self.hparams.config["eval"]["num_samples"] - len(self.samples))
-        self.samples += [(text, self.tokenizer.decode(out)) for text, out in zip(batch["text"][:room], outputs[:room])]
+        if room:
+            tokenizer = self.tokenizer  # built from the kept ids at each access: once per batch, not per sample
+            self.samples += [(text, tokenizer.decode(out)) for text, out in zip(batch["text"][:room], outputs[:room])]
 
     def on_validation_epoch_end(self):
         # Exact ratios over all ranks' sentences: the counts are summed, then divided.

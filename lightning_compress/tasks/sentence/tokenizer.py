@@ -54,9 +54,10 @@ class SeenVocabulary:
         return self.tokenizer.decode([self.kept[i] for i in ids if i < self.unk])
 
 
-def seen_tokens(sentences_ids) -> list[int]:
-    """Sorted ids of the tokens in the tokenised sentences."""
+def seen_tokens(sentences_ids) -> tuple[list[int], int]:
+    """(sorted ids of the tokens in the tokenised sentences, how many sentences were read)."""
     seen: set[int] = set()
-    for ids in sentences_ids:
+    count = 0
+    for count, ids in enumerate(sentences_ids, 1):
         seen.update(ids)
-    return sorted(seen)
+    return sorted(seen), count

@@ -37,16 +37,10 @@ def scan_vocabulary(cfg: DictConfig) -> SeenVocabulary:
     """The tokens of the training sentences (every rank reads the same ones: the same result)."""
     tokenizer = sentence_tokenizer(cfg.data.tokenizer)
     stream = sentence_datamodule(cfg, 0, tokenizer.encode).stream("train", limit=cfg.model.vocabulary_scan or None)
-    read = [0]
-
-    def counted():
-        for _, ids in stream.usable():
-            read[0] += 1
-            yield ids
-
-    vocabulary = SeenVocabulary(tokenizer, seen_tokens(counted()))
-    rank_zero_print(f"vocabulary: {len(vocabulary.kept):,} of the tokenizer's {tokenizer.vocab:,} ids occur in "
-                    f"{read[0]:,} training sentences; the others become UNK (never generated)")
+    kept, read = seen_tokens(ids for _, ids in stream.usable())
+    vocabulary = SeenVocabulary(tokenizer, kept)
+    rank_zero_print(f"vocabulary: {len(kept):,} of the tokenizer's {tokenizer.vocab:,} ids occur in "
+                    f"{read:,} training sentences; the others become UNK (never generated)")
     return vocabulary
 
 
