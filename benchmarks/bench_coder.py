@@ -17,9 +17,11 @@ Speed does not depend on what the weights are, so a freshly initialised model is
 Usage: python benchmarks/bench_coder.py [--model CKPT] [--sizes 20480 1048576] [--batch 64]
                                         [--chunk-bytes 2048] [--positions 0 1000 2000]
                                         [--step-batches 1 16 64 | --step-batches] [--input FILE]
+                                        [--kv-heads 1]
 --step-batches with no value skips part 1; --input codes the first --sizes bytes of FILE
 instead of enwik8 (e.g. 10 MB of ../shared/data/arxiv/abstracts.jsonl, which the byte model
-never trained on).
+never trained on). --kv-heads sets the fresh model's key/value heads (grouped-query attention:
+a smaller cache read per coded byte).
 """
 
 from __future__ import annotations
@@ -108,16 +110,20 @@ def main() -> None:
     parser.add_argument("--positions", type=int, nargs="+", default=[0, 1000, 2000])
     parser.add_argument("--step-batches", type=int, nargs="*", default=[1, 16, 64])
     parser.add_argument("--input", help="file whose first --sizes bytes are coded (default: enwik8, repeated to size)")
+    parser.add_argument("--kv-heads", type=int, default=0,
+                        help="key/value heads of the freshly initialised model (0: one per head; ignored with --model)")
     args = parser.parse_args()
     if args.model:
         model = load_byte_model(args.model, "cpu")
     else:
         torch.manual_seed(0)
-        model = ByteLM("small", context=args.chunk_bytes).eval()
+        model = ByteLM("small", context=args.chunk_bytes, kv_heads=args.kv_heads).eval()
     config = model.net.config
-    kv_per_position = 2 * config.hidden_size * config.num_hidden_layers * 4  # bytes, float32
+    head_dim = config.hidden_size // config.num_attention_heads
+    kv_per_position = 2 * config.num_key_value_heads * head_dim * config.num_hidden_layers * 4  # bytes, float32
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; ByteLM {model.hparams.size} ({model.parameter_count():,} parameters)\n")
+          f"threads {torch.get_num_threads()}; ByteLM {model.hparams.size} ({model.parameter_count():,} parameters, "
+          f"{config.num_key_value_heads} key/value heads)\n")
     length = args.chunk_bytes
     if args.step_batches:
         print_step_table(model, args.step_batches, args.positions, length, kv_per_position)

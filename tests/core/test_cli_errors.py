@@ -147,6 +147,14 @@ def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, override)
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("value", ["3", "-1", "x"])
+def test_byte_model_kv_heads_must_divide_the_heads(tmp_path, capsys, value):
+    bytes_yaml = os.path.join(os.path.dirname(AOC), "..", "bytes", "bytes.yaml")
+    _fails_cleanly(capsys, ["train", bytes_yaml, f"model.kv_heads={value}", f"output_dir={tmp_path / 'runs'}"],
+                   "model.kv_heads" if value == "x" else f"model.kv_heads={value}; expected 0 (one per head) or a divisor")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_gpu_run_is_valid_anywhere_but_trains_only_where_there_is_a_gpu(tmp_path, capsys):
     import torch
 

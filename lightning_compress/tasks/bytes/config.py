@@ -51,6 +51,9 @@ class ByteDataConfig:
 class ByteModelConfig:
     # tiny | small | base | large (SIZES above).
     size: str = "small"
+    # Key/value heads of attention (grouped-query attention): 0 = one per attention head; fewer
+    # shrink the cache the coder reads for every coded byte (1 = a quarter for `small`).
+    kv_heads: int = 0
     lr: float = 1.0e-3  # AdamW peak learning rate (cosine decay after warm-up).
     weight_decay: float = 0.01  # AdamW weight decay.
     warmup_steps: int = 100  # Linear warm-up steps.
@@ -81,6 +84,11 @@ class ByteExperimentConfig(TrainedExperiment):
     def check(cfg: DictConfig) -> None:
         if cfg.model.size not in SIZES:
             raise ConfigError(f"model.size={cfg.model.size!r}; expected one of {sorted(SIZES)}")
+        heads = SIZES[cfg.model.size][2]
+        if not isinstance(cfg.model.kv_heads, int) or cfg.model.kv_heads < 0 or \
+                (cfg.model.kv_heads and heads % cfg.model.kv_heads):
+            raise ConfigError(f"model.kv_heads={cfg.model.kv_heads!r}; expected 0 (one per head) or a divisor of "
+                              f"the {heads} attention heads of model.size={cfg.model.size}")
         if cfg.data.chunk_bytes < 1:
             raise ConfigError(f"data.chunk_bytes must be >= 1, got {cfg.data.chunk_bytes}")
         if not any(cfg.data[m] for m in MODALITIES):

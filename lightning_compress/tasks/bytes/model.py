@@ -23,13 +23,17 @@ BOS = 256
 VOCAB = 257
 
 
-def llama_config(size: str, context: int) -> LlamaConfig:
+def llama_config(size: str, context: int, kv_heads: int = 0) -> LlamaConfig:
+    """`kv_heads` (0: one per attention head): grouped-query attention, the cache of keys and
+    values a coded byte reads shrinks by heads / kv_heads."""
     if size not in SIZES:
         raise ValueError(f"model.size={size!r}; expected one of {sorted(SIZES)}")
     hidden, layers, heads = SIZES[size]
+    if kv_heads < 0 or (kv_heads and heads % kv_heads):
+        raise ValueError(f"kv_heads={kv_heads}; expected 0 or a divisor of the {heads} heads of {size!r}")
     return LlamaConfig(
         vocab_size=VOCAB, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context + 1,
+        num_attention_heads=heads, num_key_value_heads=kv_heads or heads, max_position_embeddings=context + 1,
         bos_token_id=BOS, eos_token_id=None, pad_token_id=None, tie_word_embeddings=True,
         attn_implementation="sdpa",
     )
@@ -37,12 +41,13 @@ def llama_config(size: str, context: int) -> LlamaConfig:
 
 class ByteLM(pl.LightningModule):
     def __init__(self, size: str = "small", context: int = 2048, lr: float = 1e-3, weight_decay: float = 0.01,
-                 warmup_steps: int = 100, max_steps: int = 1000, config: dict | None = None):
+                 warmup_steps: int = 100, max_steps: int = 1000, config: dict | None = None, kv_heads: int = 0):
         """`config`: the run's experiment config, kept in the checkpoint so that
-        `lcompress bench-codecs` finds the same data and held-out split."""
+        `lcompress bench-codecs` finds the same data and held-out split. `kv_heads`: see
+        `llama_config` (checkpoints from before it have none: one per head)."""
         super().__init__()
         self.save_hyperparameters()
-        self.net = LlamaForCausalLM(llama_config(size, context))
+        self.net = LlamaForCausalLM(llama_config(size, context, kv_heads))
 
     @property
     def context(self) -> int:

@@ -46,9 +46,10 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
     datamodule = byte_datamodule(cfg)
     m = cfg.model
     model = ByteLM(m.size, cfg.data.chunk_bytes, m.lr, m.weight_decay, m.warmup_steps, trainer_kwargs["max_steps"],
-                   config=config_to_dict(cfg))
+                   config=config_to_dict(cfg), kv_heads=m.kv_heads)
     modalities = ", ".join(f"{k} ({len(v)} files)" for k, v in datamodule.files.items())
-    rank_zero_print(f"ByteLM {m.size}: {model.parameter_count():,} parameters; data: {modalities}")
+    heads = f", {m.kv_heads} key/value head(s)" if m.kv_heads else ""
+    rank_zero_print(f"ByteLM {m.size}{heads}: {model.parameter_count():,} parameters; data: {modalities}")
     headline = {"size": m.size, "chunk_bytes": cfg.data.chunk_bytes, "lr": m.lr, "steps": trainer_kwargs["max_steps"],
                 "batch": cfg.data.batch_size}
     return Build(module=model, datamodule=datamodule, monitor=PREFIX, progress_refresh=10,

@@ -60,6 +60,21 @@ def test_round_trip_is_byte_identical(model, name):
     assert stats["raw_bytes"] == len(data) and stats["compressed_bytes"] == len(blob)
 
 
+def test_grouped_query_attention_shrinks_the_cache_and_round_trips(model):
+    # tiny has 2 heads; kv_heads=1 halves the keys and values a coded byte reads.
+    torch.manual_seed(0)
+    grouped = ByteLM("tiny", 256, kv_heads=1).eval()
+    assert grouped.net.config.num_key_value_heads == 1 and model.net.config.num_key_value_heads == 2
+    assert grouped.parameter_count() < model.parameter_count()
+    data = open(README, "rb").read()[:1200]
+    blob, _ = compress_bytes(grouped, data, chunk_bytes=256, batch=4)
+    assert decompress_bytes(grouped, blob) == data
+    with pytest.raises(ContainerError):  # another model's file is refused as before
+        decompress_bytes(model, blob)
+    with pytest.raises(ValueError, match="kv_heads=3; expected 0 or a divisor of the 2 heads"):
+        ByteLM("tiny", 256, kv_heads=3)
+
+
 def test_multi_chunk_file_with_a_short_last_chunk_and_several_batches(model, tmp_path):
     data = open(README, "rb").read()[:256 * 9 + 37]  # 10 chunks, batches of 4, 4, 2
     source, packed, restored = tmp_path / "in.txt", tmp_path / "in.lcbz", tmp_path / "out.txt"

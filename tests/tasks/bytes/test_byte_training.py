@@ -19,8 +19,8 @@ EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experime
 def checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("bytes")
     code = main([
-        "train", EXPERIMENT, "model.size=tiny", "data.chunk_bytes=128", "data.batch_size=4", "data.val_chunks=2",
-        f"data.audio={DATA}/audio/fsdd/0_*.wav", "trainer.max_steps=4", "trainer.val_check_interval=4",
+        "train", EXPERIMENT, "model.size=tiny", "model.kv_heads=1", "data.chunk_bytes=128", "data.batch_size=4",
+        "data.val_chunks=2", f"data.audio={DATA}/audio/fsdd/0_*.wav", "trainer.max_steps=4", "trainer.val_check_interval=4",
         "trainer.enable_progress_bar=false", f"output_dir={out}", "name=tiny",
     ])
     assert code == 0
