@@ -44,7 +44,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def time_stepper(kind, model: ByteLM, batch: int, position: int, length: int, steps: int = 30) -> float:
     """Seconds per step of `kind` at context position `position` (the cache filled up to it)."""
-    stepper = kind(model.net, batch, length, vocab=256)
+    # A cache of the chunk's length, with room for the warm-up and timed steps after `position`
+    # (a row at the chunk's last position runs past it).
+    stepper = kind(model.net, batch, max(length, position + steps + 3), vocab=256)
     tokens = torch.full((batch,), BOS, dtype=torch.long)
     if isinstance(stepper, LeanStepper):
         stepper.llama.position = position  # the cache content does not change the time
@@ -61,8 +63,10 @@ def time_stepper(kind, model: ByteLM, batch: int, position: int, length: int, st
 def time_attention(model: ByteLM, batch: int, position: int, repeats: int = 30) -> float:
     config = model.net.config
     head_dim = config.hidden_size // config.num_attention_heads
-    q = torch.randn(batch, config.num_attention_heads, 1, head_dim)
-    k = torch.randn(batch, config.num_key_value_heads, max(1, position), head_dim)
+    # Queries grouped per key/value head, as the lean step reads the cache: [B, kv heads, group, D].
+    kv_heads = config.num_key_value_heads
+    q = torch.randn(batch, kv_heads, config.num_attention_heads // kv_heads, head_dim)
+    k = torch.randn(batch, kv_heads, max(1, position), head_dim)
     v = torch.randn_like(k)
     for _ in range(3):
         F.scaled_dot_product_attention(q, k, v)
