@@ -64,6 +64,11 @@ class ModelConfig:
     # k tokens of each prompt, k growing linearly from memory_tokens (a slot per token, where
     # the memory is plainly worth reading) to n; validation always uses n (ours; 0: off).
     curriculum_steps: int = 0
+    # Mixed lengths: every training step compresses the first k tokens of its prompts, k drawn
+    # uniformly from memory_tokens..n by a generator seeded with the step (a resumed run draws
+    # the same k); short prompts, where the memory is plainly worth reading, stay in the mix
+    # while the long ones are learned. Validation always uses n (ours; false: off).
+    mixed_lengths: bool = False
     lr: float = 5e-4  # AdamW learning rate (AOC: 5e-4).
     # Warm start: the first this many steps train the encoder to match the frozen decoder's
     # per-layer hidden states (PromptCompressor.distill_loss) instead of regenerating.
@@ -148,6 +153,9 @@ class PromptExperimentConfig(TrainedExperiment):
         if cfg.model.curriculum_steps < 0 or (cfg.model.curriculum_steps and 0 < max_steps <= cfg.model.curriculum_steps):
             raise ConfigError(f"model.curriculum_steps={cfg.model.curriculum_steps}: expected 0 (off) or a number of "
                               f"steps below trainer.max_steps={max_steps}")
+        if cfg.model.mixed_lengths and cfg.model.curriculum_steps:
+            raise ConfigError("model.mixed_lengths and model.curriculum_steps both choose the prompt length of a "
+                              "training step; set one of them")
         if cfg.model.distill_steps < 0 or cfg.model.distill_weight < 0:
             raise ConfigError("model.distill_steps and model.distill_weight must be >= 0, got "
                               f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")

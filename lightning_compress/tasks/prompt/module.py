@@ -164,13 +164,18 @@ class PromptCompressor(pl.LightningModule):
             self.encoder.set_mlp_scale(scale)
             self.log("train/mlp_scale", scale, batch_size=1)
 
-    def curriculum_length(self, n: int) -> int:
-        """Prompt tokens trained on at this step (model.curriculum_steps): memory_tokens -> n."""
-        steps = self.cfg.model.curriculum_steps
-        if not steps or self.global_step >= steps:
-            return n
+    def curriculum_length(self, n: int, step: int | None = None) -> int:
+        """Prompt tokens trained on at `step` (default: this one): memory_tokens -> n over
+        model.curriculum_steps, or drawn from memory_tokens..n at every step (model.mixed_lengths)."""
+        step = self.global_step if step is None else step
         start = min(self.cfg.model.memory_tokens, n)
-        return start + (n - start) * self.global_step // steps
+        if self.cfg.model.mixed_lengths:
+            generator = torch.Generator().manual_seed(step)
+            return int(torch.randint(start, n + 1, (1,), generator=generator))
+        steps = self.cfg.model.curriculum_steps
+        if not steps or step >= steps:
+            return n
+        return start + (n - start) * step // steps
 
     def training_step(self, batch, batch_idx):
         input_ids = batch["input_ids"]
@@ -179,7 +184,7 @@ class PromptCompressor(pl.LightningModule):
             loss = self.distill_loss(input_ids)
             self.log("train/distill_loss", loss, prog_bar=True, batch_size=size)
             return loss
-        if self.cfg.model.curriculum_steps:
+        if self.cfg.model.curriculum_steps or self.cfg.model.mixed_lengths:
             input_ids = input_ids[:, : self.curriculum_length(input_ids.shape[1])]
             self.log("train/prompt_tokens", float(input_ids.shape[1]), batch_size=size)
         loss, accuracy = self.loss_and_accuracy(input_ids)

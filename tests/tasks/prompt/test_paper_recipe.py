@@ -163,3 +163,22 @@ def test_curriculum_trains_on_short_prompts_first(tiny_backbone, tiny_config, tm
     assert trained[0] == m < n
     with pytest.raises(ConfigError, match="model.curriculum_steps"):
         tiny_config("model.curriculum_steps=6", "trainer.max_steps=6")
+
+
+def test_mixed_lengths_draw_each_step_from_memory_tokens_to_n(tiny_backbone, tiny_config, tmp_path):
+    """model.mixed_lengths: every step trains on k in [m, n], the same k for the same step."""
+    from test_prompt_training import _fit
+
+    cfg = tiny_config("model.mixed_lengths=true", "trainer.max_steps=12")
+    module = PromptCompressor(cfg, tiny_backbone)
+    m, n = cfg.model.memory_tokens, cfg.data.n_tokens
+    widths = []
+    module.encoder.register_forward_pre_hook(lambda encoder, args: widths.append((module.training, args[0].shape[1])))
+    _fit(module, cfg, tmp_path, steps=12)
+    bos = int(cfg.model.encoder_bos)
+    trained = [w - bos for training, w in widths if training]
+    assert len(trained) == 12 and all(m <= k <= n for k in trained) and len(set(trained)) > 1
+    assert {w - bos for training, w in widths if not training} <= {n}  # validation compresses all n
+    assert [module.curriculum_length(n, step) for step in range(12)] == trained
+    with pytest.raises(ConfigError, match="model.mixed_lengths"):
+        tiny_config("model.mixed_lengths=true", "model.curriculum_steps=4", "trainer.max_steps=6")
