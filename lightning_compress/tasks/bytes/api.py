@@ -22,7 +22,7 @@ import torch
 from ...atomic import atomic_write_bytes
 from ...checkpoint_io import Checkpoint, load_checkpoint
 from .coder import LeanStepper, TransformersStepper, decode_sequences, encode_sequences, threads
-from .container import VERSION, ContainerError, model_hash, pack, undecodable, unpack
+from .container import VERSION, ContainerError, checksum_mismatch, model_hash, pack, undecodable, unpack
 from .config import TASK
 from .model import BOS, ByteLM
 
@@ -103,7 +103,7 @@ def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source:
         chunks = decode_chunks(model, words, lengths, header["batch"], header["version"], progress)
     data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
-        raise ContainerError(f"{source}: decoded data fails its sha256 check (different torch build or device?)")
+        raise checksum_mismatch(source)
     return data
 
 

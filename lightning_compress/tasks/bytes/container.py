@@ -55,6 +55,13 @@ class ContainerError(ValueError):
     """A compressed file that cannot be decoded as it is."""
 
 
+def checksum_mismatch(source: str) -> ContainerError:
+    # The model's float arithmetic must repeat bit for bit; a different torch build, device or
+    # set of CPU kernels (AVX2 vs AVX-512 dispatch) can move a logit's last bits and so a token.
+    return ContainerError(f"{source}: decoded data fails its sha256 check; decompress with the torch build, device "
+                          "and kind of CPU (AVX2 / AVX-512) it was compressed on")
+
+
 @contextmanager
 def undecodable(source: str):
     """Any failure of the range decoder (constriction asserts on a stream that is not what the

@@ -29,7 +29,7 @@ from ...atomic import atomic_write_bytes
 from ...backbone import EMBEDDED, Backbone, load_backbone
 from ...llama_step import supports
 from .coder import CODER_PRECISION, LeanStepper, TransformersStepper, decode_sequences, encode_sequences, max_symbols, threads
-from .container import ContainerError, model_hash, undecodable
+from .container import ContainerError, checksum_mismatch, model_hash, undecodable
 from .lm_container import identity as lm_identity, pack, unpack
 from .tokens import ByteExactTokenizer
 
@@ -137,7 +137,7 @@ class LmCompressor:
                                        header["start_token"], pre_quantise=False, progress=progress, unit="tok")
             data = self.tokens.decode(np.concatenate(windows) if windows else np.zeros(0, np.int64), escaped)
         if len(data) != header["length"] or hashlib.sha256(data).hexdigest()[:16] != header["sha256"]:
-            raise ContainerError(f"{source}: decoded data fails its sha256 check (different torch build or device?)")
+            raise checksum_mismatch(source)
         return data
 
     def compress_file(self, source: str | os.PathLike, target: str | os.PathLike, window: int = DEFAULT_WINDOW,
