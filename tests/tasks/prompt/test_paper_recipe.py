@@ -147,18 +147,24 @@ def test_mlp_fade_run_keeps_best_checkpoint_from_after_the_fade(tmp_path):
     assert best["global_step"] >= 2 and not any(".mlp." in k for k in best["state_dict"])
 
 
-def test_curriculum_trains_on_short_prompts_first(tiny_backbone, tiny_config, tmp_path):
-    """model.curriculum_steps: k = memory_tokens at step 0, growing to n, then n."""
+def _prompt_lengths_seen(cfg, backbone, tmp_path, steps: int):
+    """(module, prompt tokens the encoder read at each training step, at each validation batch)
+    after `steps` steps of fitting (the encoder's BOS not counted)."""
     from test_prompt_training import _fit
 
-    cfg = tiny_config("model.curriculum_steps=4", "trainer.max_steps=6")
-    module = PromptCompressor(cfg, tiny_backbone)
-    m, n = cfg.model.memory_tokens, cfg.data.n_tokens
+    module = PromptCompressor(cfg, backbone)
     widths = []
     module.encoder.register_forward_pre_hook(lambda encoder, args: widths.append((module.training, args[0].shape[1])))
-    _fit(module, cfg, tmp_path, steps=6)
+    _fit(module, cfg, tmp_path, steps=steps)
     bos = int(cfg.model.encoder_bos)
-    trained = [w - bos for training, w in widths if training]
+    return (module, [w - bos for training, w in widths if training], [w - bos for training, w in widths if not training])
+
+
+def test_curriculum_trains_on_short_prompts_first(tiny_backbone, tiny_config, tmp_path):
+    """model.curriculum_steps: k = memory_tokens at step 0, growing to n, then n."""
+    cfg = tiny_config("model.curriculum_steps=4", "trainer.max_steps=6")
+    m, n = cfg.model.memory_tokens, cfg.data.n_tokens
+    module, trained, validated = _prompt_lengths_seen(cfg, tiny_backbone, tmp_path, steps=6)
     assert trained == [m + (n - m) * step // 4 for step in range(4)] + [n, n]
     assert trained[0] == m < n
     with pytest.raises(ConfigError, match="model.curriculum_steps"):
@@ -167,18 +173,11 @@ def test_curriculum_trains_on_short_prompts_first(tiny_backbone, tiny_config, tm
 
 def test_mixed_lengths_draw_each_step_from_memory_tokens_to_n(tiny_backbone, tiny_config, tmp_path):
     """model.mixed_lengths: every step trains on k in [m, n], the same k for the same step."""
-    from test_prompt_training import _fit
-
     cfg = tiny_config("model.mixed_lengths=true", "trainer.max_steps=12")
-    module = PromptCompressor(cfg, tiny_backbone)
     m, n = cfg.model.memory_tokens, cfg.data.n_tokens
-    widths = []
-    module.encoder.register_forward_pre_hook(lambda encoder, args: widths.append((module.training, args[0].shape[1])))
-    _fit(module, cfg, tmp_path, steps=12)
-    bos = int(cfg.model.encoder_bos)
-    trained = [w - bos for training, w in widths if training]
+    module, trained, validated = _prompt_lengths_seen(cfg, tiny_backbone, tmp_path, steps=12)
     assert len(trained) == 12 and all(m <= k <= n for k in trained) and len(set(trained)) > 1
-    assert {w - bos for training, w in widths if not training} <= {n}  # validation compresses all n
+    assert set(validated) <= {n}  # validation compresses all n
     assert [module.curriculum_length(n, step) for step in range(12)] == trained
     with pytest.raises(ConfigError, match="model.mixed_lengths"):
         tiny_config("model.mixed_lengths=true", "model.curriculum_steps=4", "trainer.max_steps=6")
