@@ -47,10 +47,13 @@ def byte_stepper(model: ByteLM, version: int = VERSION):
     return lambda batch, length: kind(model.net, batch, length, vocab=256)
 
 
-def encode_chunks(model: ByteLM, chunks: list[bytes], batch: int, progress: bool = True) -> tuple[np.ndarray, float]:
-    """Range-code byte chunks (format 2); returns (uint32 words, cross-entropy bound in bits)."""
+def encode_chunks(model: ByteLM, chunks: list[bytes], batch: int, progress: bool = True,
+                  version: int = VERSION) -> tuple[np.ndarray, float]:
+    """Range-code byte chunks with the stepper of format `version` (files are written in the
+    current one; an older one only to test that its files still decode); returns (uint32
+    words, cross-entropy bound in bits)."""
     sequences = [np.frombuffer(c, dtype=np.uint8).astype(np.int64) for c in chunks]
-    return encode_sequences(byte_stepper(model), sequences, batch, BOS, pre_quantise=True, progress=progress)
+    return encode_sequences(byte_stepper(model, version), sequences, batch, BOS, pre_quantise=True, progress=progress)
 
 
 def decode_chunks(model: ByteLM, words: np.ndarray, lengths: list[int], batch: int, version: int = VERSION,

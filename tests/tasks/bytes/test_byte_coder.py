@@ -180,16 +180,15 @@ def test_files_of_format_1_still_decode_with_the_stepper_they_were_coded_with(mo
     # this test is written here, with the format-1 stepper, as the old release wrote it.
     import hashlib
 
-    from lightning_compress.tasks.bytes.api import byte_stepper
-    from lightning_compress.tasks.bytes.coder import LeanStepper, TransformersStepper, encode_sequences
+    from lightning_compress.tasks.bytes.api import byte_stepper, encode_chunks
+    from lightning_compress.tasks.bytes.coder import LeanStepper, TransformersStepper
     from lightning_compress.tasks.bytes.container import model_hash, pack
-    from lightning_compress.tasks.bytes.model import BOS
 
     original = open(os.path.join(FIXTURES, "bytes_v1_tiny_seed0.raw"), "rb").read()
     assert isinstance(byte_stepper(model, 1)(2, 256), TransformersStepper)
     assert isinstance(byte_stepper(model, 2)(2, 256), LeanStepper)
-    chunks = [np.frombuffer(original[i : i + 256], dtype=np.uint8).astype(np.int64) for i in range(0, len(original), 256)]
-    words, _ = encode_sequences(byte_stepper(model, 1), chunks, 2, BOS, pre_quantise=True, progress=False)
+    chunks = [original[i : i + 256] for i in range(0, len(original), 256)]
+    words, _ = encode_chunks(model, chunks, 2, progress=False, version=1)
     header = {"model": model_hash(model), "length": len(original), "chunk_bytes": 256, "batch": 2,
               "threads": torch.get_num_threads(), "device": "cpu", "sha256": hashlib.sha256(original).hexdigest()}
     blob = _crafted(pack(header, words), version=1)
