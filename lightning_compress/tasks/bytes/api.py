@@ -21,8 +21,8 @@ import torch
 
 from ...atomic import atomic_write_bytes
 from ...checkpoint_io import Checkpoint, load_checkpoint
-from .coder import LeanStepper, TransformersStepper, decode_sequences, encode_sequences, threads
-from .container import VERSION, ContainerError, checksum_mismatch, model_hash, pack, undecodable, unpack
+from .coder import LeanStepper, TransformersStepper, arithmetic_probe, decode_sequences, encode_sequences, threads
+from .container import VERSION, ContainerError, checksum_mismatch, model_hash, pack, probe_mismatch, undecodable, unpack
 from .config import TASK
 from .model import BOS, ByteLM
 
@@ -45,6 +45,11 @@ def byte_stepper(model: ByteLM, version: int = VERSION):
     """(batch, length) -> the stepper a file of this format version is coded with."""
     kind = TransformersStepper if version == 1 else LeanStepper
     return lambda batch, length: kind(model.net, batch, length, vocab=256)
+
+
+def chunk_probe(model: ByteLM, lengths: list[int], batch: int, version: int = VERSION) -> int:
+    """The arithmetic probe of coding chunks of these lengths (`coder.arithmetic_probe`)."""
+    return arithmetic_probe(byte_stepper(model, version), lengths, batch, vocab=256)
 
 
 def encode_chunks(model: ByteLM, chunks: list[bytes], batch: int, progress: bool = True,
@@ -78,6 +83,7 @@ def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, b
     header = {
         "model": model_hash(model), "length": len(data), "chunk_bytes": chunk_bytes, "batch": batch,
         "threads": torch.get_num_threads(), "device": device.type, "sha256": hashlib.sha256(data).hexdigest(),
+        "probe": chunk_probe(model, [len(c) for c in chunks], batch),
     }
     blob = pack(header, words)
     stats = {"raw_bytes": len(data), "compressed_bytes": len(blob), "payload_bytes": 4 * len(words),
@@ -103,6 +109,10 @@ def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source:
                              f"({model.context}); the file is damaged")
     lengths = [min(chunk_bytes, length - i) for i in range(0, length, chunk_bytes)]
     with threads(header["threads"]), undecodable(source):
+        if header["probe"]:
+            here = chunk_probe(model, lengths, header["batch"], header["version"])
+            if here != header["probe"]:
+                raise probe_mismatch(source, header["probe"], here)
         chunks = decode_chunks(model, words, lengths, header["batch"], header["version"], progress)
     data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:

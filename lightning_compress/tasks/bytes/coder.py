@@ -22,6 +22,7 @@ the coder's overhead to a few bytes in total.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from contextlib import contextmanager
 from typing import Callable, Protocol
@@ -114,6 +115,26 @@ class TransformersStepper:
 
 
 NewStepper = Callable[[int, int], Stepper]  # (batch, longest sequence) -> stepper
+
+
+def arithmetic_probe(new_stepper: NewStepper, lengths: list[int], batch: int, vocab: int, steps: int = 4) -> int:
+    """A 32-bit fingerprint of how this machine computes the model: sha256 of the probabilities
+    of the first `steps` positions of a stepper shaped as the coder's first batch, fed fixed
+    symbols. The coder decodes only where every probability repeats bit for bit, which a
+    different torch build or set of CPU kernels (AVX2 vs AVX-512 dispatch) can break: the file
+    records the encoder's probe, and the decoder compares its own before decoding anything
+    (a mismatch refused in milliseconds instead of after a full decode). 0: nothing to probe
+    (no sequences); a real probe is never 0."""
+    group = lengths[:batch]
+    if not group:
+        return 0
+    stepper = new_stepper(len(group), max(max(group), steps))
+    digest = hashlib.sha256()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        symbols = torch.randint(0, vocab, (len(group),), generator=generator)
+        digest.update(np.ascontiguousarray(stepper.step(symbols)).tobytes())
+    return int.from_bytes(digest.digest()[:4], "little") or 1
 
 
 def _batches(lengths: list[int], batch: int):

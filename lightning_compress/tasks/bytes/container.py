@@ -2,7 +2,7 @@
 
     offset  size  field (little-endian)
     0       4     magic b"LCBZ"
-    4       1     format version (2; 1 is still read)
+    4       1     format version (3; 2 and 1 are still read)
     5       8     model identity: first 8 bytes of the sha256 of every weight of the byte model
     13      8     length of the original in bytes
     21      4     chunk_bytes
@@ -12,13 +12,18 @@
     30      32    sha256 of the original
     62      4     payload words (uint32 each)
     66      4     CRC-32 of the payload
-    70      4     CRC-32 of bytes 0..69
-    74      4     reserved (0)
+    70      4     CRC-32 of bytes 0..69 and 74..77 (format 1 and 2: of bytes 0..69)
+    74      4     arithmetic probe, `coder.arithmetic_probe` (format 1 and 2: reserved, 0)
     78      ...   payload: the range coder's uint32 words
 
-Format 2 (this release) codes with the lean Llama step (`llama_step.py`), format 1 with the
-transformers forward; the two give logits that differ in the last bits, so a file is decoded
-with the stepper of its version (both are kept).
+Formats 3 (this release) and 2 code with the lean Llama step (`llama_step.py`), format 1 with
+the transformers forward; the two give logits that differ in the last bits, so a file is
+decoded with the stepper of its version (both are kept).
+
+Format 3 adds the probe: a fingerprint of the model's first coder steps as the encoding
+machine computed them. The decoder recomputes it and refuses a machine whose arithmetic
+differs (another torch build or set of CPU kernels) before decoding anything, where a format-2
+file is decoded in full and then fails its sha256 check.
 
 Every header field is checked against its legal range, and the claimed length against what
 the payload can hold, before any model work (a header with valid CRCs can still be crafted).
@@ -42,8 +47,9 @@ import torch
 from .coder import FREQ_BITS, max_symbols
 
 MAGIC = b"LCBZ"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+PROBED_VERSION = 3  # the first format whose header holds an arithmetic probe
 MAX_THREADS = 1024
 DEVICES = ("cpu", "cuda")
 _BODY = struct.Struct("<4sB8sQIHHB32sII")
@@ -55,11 +61,24 @@ class ContainerError(ValueError):
     """A compressed file that cannot be decoded as it is."""
 
 
+def this_machine() -> str:
+    """What decides the model's arithmetic here: torch build, and the CPU kernels ATen picks."""
+    kernels = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return f"torch {torch.__version__}, {kernels} CPU kernels"
+
+
 def checksum_mismatch(source: str) -> ContainerError:
     # The model's float arithmetic must repeat bit for bit; a different torch build, device or
     # set of CPU kernels (AVX2 vs AVX-512 dispatch) can move a logit's last bits and so a token.
     return ContainerError(f"{source}: decoded data fails its sha256 check; decompress with the torch build, device "
-                          "and kind of CPU (AVX2 / AVX-512) it was compressed on")
+                          f"and kind of CPU (AVX2 / AVX-512) it was compressed on (here: {this_machine()})")
+
+
+def probe_mismatch(source: str, recorded: int, here: int) -> ContainerError:
+    return ContainerError(f"{source}: its arithmetic probe does not match this machine's ({recorded:08x} recorded, "
+                          f"{here:08x} here): it was compressed where the model computes differently, so it cannot "
+                          "decode here exactly (decompress with the torch build, device and kind of CPU (AVX2 / "
+                          f"AVX-512) it was compressed on; here: {this_machine()}), or its header was altered")
 
 
 @contextmanager
@@ -92,7 +111,8 @@ def pack(header: dict, words: np.ndarray) -> bytes:
         header["threads"], DEVICES.index(header["device"]), bytes.fromhex(header["sha256"]), len(payload) // 4,
         zlib.crc32(payload),
     )
-    return body + struct.pack("<II", zlib.crc32(body), 0) + payload
+    probe = struct.pack("<I", header["probe"])
+    return body + struct.pack("<I", zlib.crc32(body + probe)) + probe + payload
 
 
 def unpack(data: bytes, source: str = "input") -> tuple[dict, np.ndarray]:
@@ -107,8 +127,9 @@ def unpack(data: bytes, source: str = "input") -> tuple[dict, np.ndarray]:
     if version not in READABLE_VERSIONS:
         raise ContainerError(f"{source}: format version {version}; this lightning_compress reads versions "
                              f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer release?)")
-    (header_crc,) = struct.unpack_from("<I", data, _BODY.size)
-    if zlib.crc32(body) != header_crc:
+    header_crc, probe = struct.unpack_from("<II", data, _BODY.size)
+    probed = version >= PROBED_VERSION
+    if zlib.crc32(body + struct.pack("<I", probe) if probed else body) != header_crc:
         raise ContainerError(f"{source}: the header is damaged (CRC-32 mismatch)")
     payload = data[_HEADER_SIZE:]
     if len(payload) != 4 * words:
@@ -116,7 +137,8 @@ def unpack(data: bytes, source: str = "input") -> tuple[dict, np.ndarray]:
     if zlib.crc32(payload) != payload_crc:
         raise ContainerError(f"{source}: the compressed data is damaged (CRC-32 mismatch)")
     header = {"version": version, "model": model.hex(), "length": length, "chunk_bytes": chunk_bytes, "batch": batch,
-              "threads": threads, "device": DEVICES[device] if device < len(DEVICES) else device, "sha256": sha256.hex()}
+              "threads": threads, "device": DEVICES[device] if device < len(DEVICES) else device, "sha256": sha256.hex(),
+              "probe": probe if probed else 0}
     check_fields(header, words, source)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
 

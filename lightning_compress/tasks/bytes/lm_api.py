@@ -28,8 +28,9 @@ import torch
 from ...atomic import atomic_write_bytes
 from ...backbone import EMBEDDED, Backbone, load_backbone
 from ...llama_step import supports
-from .coder import CODER_PRECISION, LeanStepper, TransformersStepper, decode_sequences, encode_sequences, max_symbols, threads
-from .container import ContainerError, checksum_mismatch, model_hash, undecodable
+from .coder import (CODER_PRECISION, LeanStepper, TransformersStepper, arithmetic_probe, decode_sequences, encode_sequences,
+                    max_symbols, threads)
+from .container import ContainerError, checksum_mismatch, model_hash, probe_mismatch, undecodable
 from .lm_container import identity as lm_identity, pack, unpack
 from .tokens import ByteExactTokenizer
 
@@ -97,6 +98,7 @@ class LmCompressor:
             "length": len(data), "tokens": len(ids), "window": window,
             "batch": batch, "threads": torch.get_num_threads(), "start_token": self.start_token,
             "sha256": hashlib.sha256(data).hexdigest()[:16], "source": self.backbone.source,
+            "probe": arithmetic_probe(self._new_stepper(self.stepper), [len(w) for w in windows], batch, self.vocab),
         }
         blob = pack(header, escaped, words)
         stats = {"raw_bytes": len(data), "compressed_bytes": len(blob), "payload_bytes": 4 * len(words),
@@ -133,6 +135,10 @@ class LmCompressor:
         count, window = header["tokens"], header["window"]
         lengths = [min(window, count - i) for i in range(0, count, window)]
         with threads(header["threads"]), undecodable(source):
+            if header["probe"]:
+                here = arithmetic_probe(self._new_stepper(header["stepper"]), lengths, header["batch"], self.vocab)
+                if here != header["probe"]:
+                    raise probe_mismatch(source, header["probe"], here)
             windows = decode_sequences(self._new_stepper(header["stepper"]), words, lengths, header["batch"],
                                        header["start_token"], pre_quantise=False, progress=progress, unit="tok")
             data = self.tokens.decode(np.concatenate(windows) if windows else np.zeros(0, np.int64), escaped)

@@ -2,7 +2,7 @@
 
     size  field
     4     magic b"LCLM"
-    1     format version (1)
+    1     format version (2; 1 is still read)
     1     flags: bits 0-1 stepper (0 transformers forward, 1 lean Llama step), bits 2-3 model
           dtype (0 float32, 1 bfloat16, 2 float16), bits 4-5 device (0 cpu, 1 cuda)
     8     identity of the model AND its token table: sha256 of both identities, first 8 bytes
@@ -10,14 +10,15 @@
     var   LEB128 unsigned integers: length of the original in bytes, tokens coded, window (tokens
           per window, each coded from a fresh context), batch (windows coded together: part of
           the stream's layout), torch intra-op threads when encoding, start token id, escaped
-          bytes E, length S of the model source
+          bytes E, length S of the model source, arithmetic probe (format 2 on; see
+          `container.py`: refuses a machine that computes the model differently up front)
     S     model source, UTF-8 (`decoder.source`: "embedded", a hub id, a directory, a .gguf)
     E     escaped bytes (bytes without a single-byte token, stored raw)
     4     CRC-32 of the header above and of the payload
     ...   payload: the range coder's uint32 words
 
 Small because the LM codes text at ~1.2 bits/byte: a 32 KB text becomes ~5 KB, where every
-40 bytes of header cost 1% (46 bytes for the embedded model). The source lets `lcompress
+40 bytes of header cost 1% (about 50 bytes for the embedded model). The source lets `lcompress
 decompress` load the model by itself; the identity refuses a model whose weights or tokens
 differ. Every field is checked against its legal range before any model work, and any
 failure of the decoder ends in the one ContainerError.
@@ -34,12 +35,14 @@ import numpy as np
 from .container import DEVICES, MAX_THREADS, ContainerError
 
 MAGIC = b"LCLM"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 STEPPERS = ("transformers", "lean-llama")
 DTYPES = ("float32", "bfloat16", "float16")
 MAX_WINDOW = 1 << 20
 _FIXED = struct.Struct("<4sBB8s8s")
-FIELDS = ("length", "tokens", "window", "batch", "threads", "start_token", "escaped", "source_length")
+FIELDS_V1 = ("length", "tokens", "window", "batch", "threads", "start_token", "escaped", "source_length")
+FIELDS = FIELDS_V1 + ("probe",)
 
 
 def identity(model_identity: str, tokens_identity: str) -> str:
@@ -86,11 +89,11 @@ def unpack(data: bytes, source: str = "input") -> tuple[dict, bytes, np.ndarray]
     if len(data) < _FIXED.size:
         raise ContainerError(f"{source}: {len(data)} bytes is too short for a token-coder file (truncated?)")
     _, version, flags, ident, sha = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise ContainerError(f"{source}: token-coder format version {version}; this lightning_compress reads version "
-                             f"{VERSION} (written by a newer release?)")
-    header, offset = {}, _FIXED.size
-    for name in FIELDS:
+    if version not in READABLE_VERSIONS:
+        raise ContainerError(f"{source}: token-coder format version {version}; this lightning_compress reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer release?)")
+    header, offset = {"probe": 0}, _FIXED.size
+    for name in FIELDS if version >= 2 else FIELDS_V1:
         header[name], offset = _read_varint(data, offset, source)
     header_end = offset + header["source_length"] + header["escaped"]
     if len(data) < header_end + 4:

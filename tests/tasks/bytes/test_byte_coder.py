@@ -1,6 +1,7 @@
 """Arithmetic coding with a byte model: exact round trips, honest sizes, refusals."""
 
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -148,9 +149,12 @@ def _crafted(blob: bytes, **fields) -> bytes:
 
     names = ["magic", "version", "model", "length", "chunk_bytes", "batch", "threads", "device", "sha256", "words", "crc"]
     values = dict(zip(names, container._BODY.unpack(blob[: container._BODY.size])))
+    (values["probe"],) = struct.unpack_from("<I", blob, container._BODY.size + 4)
     values.update(fields)
     body = container._BODY.pack(*(values[n] for n in names))
-    return body + struct.pack("<II", zlib.crc32(body), 0) + blob[container.HEADER_SIZE :]
+    probe = struct.pack("<I", values["probe"])
+    covered = body + probe if values["version"] >= container.PROBED_VERSION else body
+    return body + struct.pack("<I", zlib.crc32(covered)) + probe + blob[container.HEADER_SIZE :]
 
 
 @pytest.mark.parametrize("fields, match", [
@@ -160,8 +164,8 @@ def _crafted(blob: bytes, **fields) -> bytes:
     ({"device": 7}, "device=7 is invalid"),
     ({"chunk_bytes": 100000}, "exceeds the model's context"),
     ({"length": 10**12}, "more than its .*payload can hold"),
-    ({"batch": 1}, "does not decode|fails its sha256"),
-    ({"length": 5000}, "does not decode|fails its sha256"),
+    ({"batch": 1}, "arithmetic probe does not match"),  # another batch is another computation
+    ({"length": 5000}, "arithmetic probe does not match|does not decode|fails its sha256"),
 ])
 def test_crafted_headers_end_in_one_clear_error_and_no_output(model, tmp_path, fields, match):
     blob, _ = compress_bytes(model, open(README, "rb").read()[:600], chunk_bytes=256, batch=4)
@@ -173,7 +177,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
 
 def test_files_of_format_1_still_decode_with_the_stepper_they_were_coded_with(model):
     # Format 1 (the release before the lean step) was coded with the transformers forward on a
-    # static cache; format 2 codes with the lean step, whose logits differ in the last bits, so
+    # static cache; formats 2 and 3 code with the lean step, whose logits differ in the last bits, so
     # the decoder must pick the stepper by the file's version. A coded file decodes only where
     # the arithmetic repeats exactly (same torch build and CPU kernels: the fixture written on a
     # machine without AVX-512 fails its sha256 check on one with it), so the format-1 file of
@@ -190,10 +194,11 @@ def test_files_of_format_1_still_decode_with_the_stepper_they_were_coded_with(mo
     chunks = [original[i : i + 256] for i in range(0, len(original), 256)]
     words, _ = encode_chunks(model, chunks, 2, progress=False, version=1)
     header = {"model": model_hash(model), "length": len(original), "chunk_bytes": 256, "batch": 2,
-              "threads": torch.get_num_threads(), "device": "cpu", "sha256": hashlib.sha256(original).hexdigest()}
+              "threads": torch.get_num_threads(), "device": "cpu", "sha256": hashlib.sha256(original).hexdigest(),
+              "probe": 0}  # format 1 had no probe (a reserved 0)
     blob = _crafted(pack(header, words), version=1)
     assert blob[4] == 1 and decompress_bytes(model, blob) == original
-    assert compress_bytes(model, original, chunk_bytes=256, batch=2)[0][4] == 2
+    assert compress_bytes(model, original, chunk_bytes=256, batch=2)[0][4] == 3
     # The file the old release wrote: exact where this machine's kernels match the writer's,
     # otherwise refused in one line (never wrong bytes).
     foreign = open(os.path.join(FIXTURES, "bytes_v1_tiny_seed0.lcbz"), "rb").read()
@@ -205,4 +210,27 @@ def test_files_of_format_1_still_decode_with_the_stepper_they_were_coded_with(mo
 
 def test_a_newer_format_is_refused_naming_the_versions(model, tmp_path):
     blob, _ = compress_bytes(model, b"hello", chunk_bytes=256, batch=4)
-    _refused(tmp_path, _crafted(blob, version=3), model, "format version 3; this lightning_compress reads versions 1, 2")
+    _refused(tmp_path, _crafted(blob, version=4), model, "format version 4; this lightning_compress reads versions 1, 2, 3")
+
+
+def test_a_machine_that_computes_the_model_differently_is_refused_before_decoding(model, tmp_path, monkeypatch):
+    # The probe a file records is what the encoding machine computed for the model's first
+    # steps; another torch build or CPU kernel set gives another one. A file whose probe differs
+    # from this machine's is refused before the coder runs (the sha256 would only catch it
+    # after a full decode); a format-2 file (no probe) still decodes.
+    from lightning_compress.tasks.bytes import api
+    from lightning_compress.tasks.bytes.api import chunk_probe
+
+    real_decode = api.decode_chunks
+    data = open(README, "rb").read()[:3000]
+    blob, _ = compress_bytes(model, data, chunk_bytes=256, batch=4)
+    probe = struct.unpack_from("<I", blob, 74)[0]
+    lengths = [256] * 11 + [len(data) - 2816]
+    assert probe == chunk_probe(model, lengths, 4) != 0
+    assert chunk_probe(model, lengths, 3) != probe  # another batch shape is another computation
+    decoded = []
+    monkeypatch.setattr(api, "decode_chunks", lambda *args, **kw: decoded.append(1) or real_decode(*args, **kw))
+    _refused(tmp_path, _crafted(blob, probe=probe ^ 1), model, r"arithmetic probe does not match this machine's .*CPU kernels")
+    assert not decoded  # refused up front
+    assert decompress_bytes(model, _crafted(blob, version=2, probe=0)) == data
+    assert compress_bytes(model, b"")[0][74:78] == bytes(4)  # nothing to probe

@@ -150,12 +150,33 @@ def test_damaged_truncated_or_foreign_files_are_refused_without_output(lm, tmp_p
     ({"length": 10**12, "tokens": 10**12}, "more than its .*payload can hold"),
     ({"window": 100000}, "exceeds the model's context"),
     ({"start_token": 10**6}, "start_token=1000000 is not an id"),
-    ({"batch": 1}, "does not decode|fails its sha256"),
-    ({"tokens": 150}, "does not decode|fails its sha256"),
+    ({"batch": 1}, "arithmetic probe does not match"),  # another batch is another computation
+    ({"tokens": 150}, "arithmetic probe does not match|does not decode|fails its sha256"),
 ])
 def test_crafted_headers_end_in_one_clear_error_and_no_output(lm, tmp_path, fields, match):
     blob, _ = lm.compress(_readme(800), window=64, batch=4)
     _refused(tmp_path, _crafted(blob, **fields), lm, match)
+
+
+def test_a_machine_that_computes_the_lm_differently_is_refused_before_decoding(lm, tmp_path, monkeypatch):
+    # As for byte files (test_byte_coder): the file's arithmetic probe against this machine's,
+    # before the coder runs. A format-1 file (no probe) still decodes.
+    from lightning_compress.tasks.bytes import lm_api
+
+    data = _readme(800)
+    blob, _ = lm.compress(data, window=64, batch=4)
+    probe = lm_container.unpack(blob)[0]["probe"]
+    assert probe != 0 and lm.compress(data, window=64, batch=4)[0] == blob
+    real_decode, decoded = lm_api.decode_sequences, []
+    monkeypatch.setattr(lm_api, "decode_sequences", lambda *args, **kw: decoded.append(1) or real_decode(*args, **kw))
+    _refused(tmp_path, _crafted(blob, probe=probe ^ 1), lm, r"arithmetic probe does not match this machine's")
+    assert not decoded  # refused up front
+    header, escaped, words = lm_container.unpack(blob)
+    monkeypatch.setattr(lm_container, "VERSION", 1)
+    monkeypatch.setattr(lm_container, "FIELDS", lm_container.FIELDS_V1)
+    old = lm_container.pack(header, escaped, words)  # as the release before the probe wrote it
+    monkeypatch.undo()
+    assert old[4] == 1 and len(old) < len(blob) and lm.decompress(old) == data
 
 
 @pytest.mark.slow
