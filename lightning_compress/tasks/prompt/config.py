@@ -76,6 +76,14 @@ class ModelConfig:
     # After the warm start, the same loss x this weight is added to the regeneration loss
     # (keeps the encoder's states near the decoder's while it learns; 0: off).
     distill_weight: float = 0.0
+    # Distil a trained encoder's memory: the checkpoint of a prompt run against the same decoder
+    # with the same n, m, slot layout and encoder input (e.g. a short run of the `full`
+    # encoder, which the decoder reads after ~100 steps). Each training step adds
+    # teacher_weight x the distance between this encoder's memory KV and the teacher's on the
+    # same prompts (PromptCompressor.teacher_loss), so the memory is pulled toward one the
+    # decoder already reads. Read during training only; checkpoints do not hold it (ours; "": off).
+    teacher: str = ""
+    teacher_weight: float = 1.0  # Weight of the teacher distance in the training loss (with model.teacher).
     weight_decay: float = 0.0  # AdamW weight decay.
     warmup_steps: int = 30  # Linear warm-up steps before the constant learning rate.
     # Greedy regeneration length limit in tokens; 0 means n_tokens + 8.
@@ -159,6 +167,8 @@ class PromptExperimentConfig(TrainedExperiment):
         if cfg.model.distill_steps < 0 or cfg.model.distill_weight < 0:
             raise ConfigError("model.distill_steps and model.distill_weight must be >= 0, got "
                               f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")
+        if cfg.model.teacher_weight < 0:
+            raise ConfigError(f"model.teacher_weight must be >= 0, got {cfg.model.teacher_weight}")
         if cfg.data.shuffle_buffer < 0:
             raise ConfigError(f"data.shuffle_buffer must be >= 0, got {cfg.data.shuffle_buffer}")
         if cfg.model.max_new_tokens < 0:

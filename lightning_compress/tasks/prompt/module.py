@@ -104,6 +104,9 @@ class PromptCompressor(pl.LightningModule):
                 param.data = param.data.to(dtype)
         self.strict_loading = False  # checkpoints omit the frozen decoder
         self._val_outputs: list[str] = []
+        # The distillation teacher (model.teacher): loaded when training starts, kept outside the
+        # module tree so that it is neither trained, wrapped by DDP nor checkpointed.
+        self.__dict__["_teacher"] = None
 
     # The decoder stays in eval mode whatever Lightning asks of the module.
     def train(self, mode: bool = True):
@@ -144,6 +147,36 @@ class PromptCompressor(pl.LightningModule):
             teacher = encoder.block_inputs(layers, torch.cat([text, slots], dim=1), positions)
         unit = lambda h: h.float() * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + 1e-6)  # noqa: E731
         return sum((unit(s) - unit(t)).pow(2).mean() for s, t in zip(student[1:], teacher[1:])) / (len(student) - 1)
+
+    def load_teacher(self) -> None:
+        """The encoder of the `model.teacher` checkpoint, frozen, on this module's device."""
+        path = self.cfg.model.teacher
+        backbone = Backbone(self.decoder, self.tokenizer, self.backbone_source, self.backbone_fingerprint)
+        if not os.path.isfile(path):
+            raise ConfigError(f"model.teacher={path!r}: no such checkpoint (train the teacher first, e.g. "
+                              "`lcompress train experiments/prompt/full.yaml`)")
+        teacher = PromptCompressor.load_checkpoint(path, backbone=backbone)
+        for key in ("data.n_tokens", "model.memory_tokens", "model.position_layout", "model.encoder_bos"):
+            mine, theirs = OmegaConf.select(self.cfg, key), OmegaConf.select(teacher.cfg, key)
+            if mine != theirs:
+                raise ConfigError(f"model.teacher={path!r} was trained with {key}={theirs!r}, this run has {mine!r}; "
+                                  "its memory KV are not comparable")
+        teacher.encoder.requires_grad_(False).eval().to(self.device)
+        self.__dict__["_teacher"] = teacher
+
+    def teacher_loss(self, input_ids: torch.Tensor, memory: MemoryKV) -> torch.Tensor:
+        """Distance of `memory` to the teacher's memory of the same prompts: per layer, the
+        squared error of keys and of values relative to the teacher's mean square (so every
+        layer counts alike whatever its scale), averaged over layers."""
+        with torch.no_grad():
+            target = self._teacher.compress(input_ids)
+        terms = [(s.float() - t.float()).pow(2).mean() / t.float().pow(2).mean().clamp_min(1e-12)
+                 for s, t in zip(memory.keys + memory.values, target.keys + target.values)]
+        return sum(terms) / len(terms)
+
+    def on_fit_start(self) -> None:
+        if self.cfg.model.teacher and self._teacher is None:
+            self.load_teacher()
 
     def loss_and_accuracy(self, input_ids: torch.Tensor, memory: MemoryKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced loss and token accuracy; pass `memory` to reuse an encoding."""
@@ -187,9 +220,14 @@ class PromptCompressor(pl.LightningModule):
         if self.cfg.model.curriculum_steps or self.cfg.model.mixed_lengths:
             input_ids = input_ids[:, : self.curriculum_length(input_ids.shape[1])]
             self.log("train/prompt_tokens", float(input_ids.shape[1]), batch_size=size)
-        loss, accuracy = self.loss_and_accuracy(input_ids)
+        memory = self.compress(input_ids)
+        loss, accuracy = self.loss_and_accuracy(input_ids, memory)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/token_accuracy", accuracy, batch_size=size)
+        if self.cfg.model.teacher:
+            distance = self.teacher_loss(input_ids, memory)
+            self.log("train/teacher_loss", distance, prog_bar=True, batch_size=size)
+            loss = loss + self.cfg.model.teacher_weight * distance
         if self.cfg.model.distill_weight:
             distill = self.distill_loss(input_ids)
             self.log("train/distill_loss", distill, prog_bar=True, batch_size=size)

@@ -181,3 +181,39 @@ def test_mixed_lengths_draw_each_step_from_memory_tokens_to_n(tiny_backbone, tin
     assert [module.curriculum_length(n, step) for step in range(12)] == trained
     with pytest.raises(ConfigError, match="model.mixed_lengths"):
         tiny_config("model.mixed_lengths=true", "model.curriculum_steps=4", "trainer.max_steps=6")
+
+
+def test_a_teacher_pulls_the_memory_toward_its_own_and_stays_out_of_training_and_checkpoints(
+        tiny_backbone, tiny_config, tmp_path, sample_ids):
+    from test_prompt_training import _fit
+
+    # A teacher run (the `full` encoder, a few steps), then an MLP-free student distilled from it.
+    teacher_cfg = tiny_config("model.encoder.name=full", "model.lr=1e-2")
+    teacher_path = tmp_path / "teacher.ckpt"
+    _fit(PromptCompressor(teacher_cfg, tiny_backbone), teacher_cfg, tmp_path / "teacher", steps=3).save_checkpoint(teacher_path)
+
+    cfg = tiny_config("model.encoder.name=mlp_free", "model.lr=1e-2", f"model.teacher={teacher_path}",
+                      "model.teacher_weight=10")
+    student = PromptCompressor(cfg, tiny_backbone)
+    student.load_teacher()
+    with torch.no_grad():
+        before = student.teacher_loss(sample_ids, student.compress(sample_ids)).item()
+    teacher_weights = {k: v.clone() for k, v in student._teacher.encoder.state_dict().items()}
+    trainer = _fit(student, cfg, tmp_path / "student", steps=15)
+    with torch.no_grad():
+        after = student.teacher_loss(sample_ids, student.compress(sample_ids)).item()
+    assert after < 0.5 * before, (before, after)
+    assert "train/teacher_loss" in trainer.callback_metrics
+    assert all(torch.equal(v, teacher_weights[k]) for k, v in student._teacher.encoder.state_dict().items())
+    assert not any(n.startswith("_teacher") for n, _ in student.named_parameters())
+    trainer.save_checkpoint(tmp_path / "student.ckpt")
+    saved = torch.load(tmp_path / "student.ckpt", map_location="cpu", weights_only=False)
+    assert set(saved["state_dict"]) == set(student.trainable_state_dict())
+    # A teacher of another shape, or none at the path: one clear line naming the key.
+    other = PromptCompressor(tiny_config("model.encoder.name=mlp_free", f"model.teacher={teacher_path}", "model.memory_tokens=1"),
+                   tiny_backbone)
+    with pytest.raises(ConfigError, match=r"model.teacher=.* was trained with model.memory_tokens=3, this run has 1"):
+        other.load_teacher()
+    missing = tiny_config(f"model.teacher={tmp_path / 'nothing.ckpt'}")
+    with pytest.raises(ConfigError, match="model.teacher=.*no such checkpoint"):
+        _fit(PromptCompressor(missing, tiny_backbone), missing, tmp_path / "missing")  # loaded as training starts
