@@ -50,12 +50,12 @@ def _compress(args) -> int:
         spelt = f", {stats['byte_spelt']:,} bytes spelt byte by byte" if stats["byte_spelt"] else ""
         _report(args, stats, f", {stats['tokens']:,} tokens{spelt}")
         return 0
-    from .api import DEFAULT_BATCH as BYTE_BATCH, compress_file, load_byte_model
+    from .api import compress_file, default_batch, load_byte_model
 
     if args.window is not None:
         raise ValueError("--window is for a pretrained LM (--lm); the byte model codes --chunk-bytes at a time")
     model = load_byte_model(args.model)
-    _report(args, compress_file(args.input, args.output, model, batch=_given(args.batch, BYTE_BATCH),
+    _report(args, compress_file(args.input, args.output, model, batch=_given(args.batch, default_batch(model)),
                                 chunk_bytes=args.chunk_bytes))
     return 0
 
@@ -110,7 +110,8 @@ def add_commands(sub) -> None:
     which.add_argument("--lm", help="a pretrained causal LM: embedded | hub id | model directory | .gguf file: "
                                     "token-level coding")
     p.add_argument("--batch", type=int, default=None,
-                   help="chunks (byte model, default 64) or windows (LM, default 16) coded in parallel (recorded in the file)")
+                   help="chunks (byte model; default: its experiment's codecs.batch, else 64) or windows (LM, default 16) "
+                        "coded in parallel (recorded in the file)")
     p.add_argument("--chunk-bytes", type=int, default=None, help="byte model: bytes per chunk (default: its context)")
     p.add_argument("--window", type=int, default=None, help="LM: tokens per window, each from a fresh context (default 1024)")
     p.add_argument("--lm-dtype", default="float32", help="LM: weight dtype (float32 on a CPU; recorded in the file)")

@@ -21,7 +21,7 @@ def checkpoint(tmp_path_factory):
     code = main([
         "train", EXPERIMENT, "model.size=tiny", "model.kv_heads=1", "data.chunk_bytes=128", "data.batch_size=4",
         "data.val_chunks=2", f"data.audio={DATA}/audio/fsdd/0_*.wav", "trainer.max_steps=4", "trainer.val_check_interval=4",
-        "trainer.enable_progress_bar=false", f"output_dir={out}", "name=tiny",
+        "trainer.enable_progress_bar=false", f"output_dir={out}", "name=tiny", "codecs.batch=8",
     ])
     assert code == 0
     return out / "tiny" / "version_0" / "checkpoints" / "best.ckpt"
@@ -54,6 +54,9 @@ def test_cli_round_trip_and_refusal(checkpoint, tmp_path, capsys):
     assert main(["decompress", str(damaged), str(tmp_path / "d.png"), "--model", str(checkpoint)]) == 2
     assert "damaged" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
     assert main(["compress", str(tmp_path / "missing.bin"), str(tmp_path / "x"), "--model", str(checkpoint)]) == 2
+    # Without --batch the model's own codecs.batch (8 here) is the batch the file records.
+    assert main(["compress", str(source), str(packed), "--model", str(checkpoint), "--chunk-bytes", "64"]) == 0
+    assert packed.read_bytes()[25:27] == (8).to_bytes(2, "little")
 
 
 def test_bench_codecs_table(checkpoint, tmp_path):
