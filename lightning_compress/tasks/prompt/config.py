@@ -84,6 +84,11 @@ class ModelConfig:
     # decoder already reads. Read during training only; checkpoints do not hold it (ours; "": off).
     teacher: str = ""
     teacher_weight: float = 1.0  # Weight of the teacher distance in the training loss (with model.teacher).
+    # Layer-wise learning rates: block l of an L-block encoder trains at lr x decay^(L-1-l), its
+    # token embeddings as block 0, the memory slots and gates at lr (layer-wise lr decay, as in
+    # BERT fine-tuning). Below 1 it lets the deep blocks, whose memory an MLP-free encoder gets
+    # wrong (docs/RESULTS.md), move fast while the early ones stay put (ours; 1: one lr).
+    layer_lr_decay: float = 1.0
     weight_decay: float = 0.0  # AdamW weight decay.
     warmup_steps: int = 30  # Linear warm-up steps before the constant learning rate.
     # Greedy regeneration length limit in tokens; 0 means n_tokens + 8.
@@ -167,6 +172,8 @@ class PromptExperimentConfig(TrainedExperiment):
         if cfg.model.distill_steps < 0 or cfg.model.distill_weight < 0:
             raise ConfigError("model.distill_steps and model.distill_weight must be >= 0, got "
                               f"{cfg.model.distill_steps} and {cfg.model.distill_weight}")
+        if not 0 < cfg.model.layer_lr_decay <= 1:
+            raise ConfigError(f"model.layer_lr_decay must be in (0, 1] (1: one learning rate), got {cfg.model.layer_lr_decay}")
         if cfg.model.teacher_weight < 0:
             raise ConfigError(f"model.teacher_weight must be >= 0, got {cfg.model.teacher_weight}")
         if cfg.data.shuffle_buffer < 0:

@@ -12,6 +12,7 @@ fingerprint); `PromptCompressor.load_checkpoint` reloads the decoder from its so
 from __future__ import annotations
 
 import os
+import re
 
 import lightning.pytorch as pl
 import torch
@@ -271,12 +272,33 @@ class PromptCompressor(pl.LightningModule):
     def regenerate(self, input_ids: torch.Tensor) -> list[str]:
         return self.regenerate_memory(self.compress(input_ids))
 
+    def layer_of(self, name: str) -> int | None:
+        """The encoder block a trainable parameter belongs to (the token embeddings count as
+        block 0, the last layer's KV reader as the last); None for the slots and gates."""
+        blocks = self.decoder.config.num_hidden_layers
+        if name.startswith("encoder.last."):
+            return blocks - 1
+        if "embed_tokens" in name:
+            return 0
+        found = re.search(r"\.(?:blocks|layers)\.(\d+)\.", name)
+        return int(found.group(1)) if found else None
+
     def configure_optimizers(self):
-        lr = self.cfg.model.lr
-        gates = [p for name, p in self.named_parameters() if name.endswith("value_gate")]
-        rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.endswith("value_gate")]
+        lr, decay = self.cfg.model.lr, self.cfg.model.layer_lr_decay
+        last = self.decoder.config.num_hidden_layers - 1
+        by_lr: dict[float, list] = {}
+        gates = []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            if name.endswith("value_gate"):
+                gates.append(param)
+                continue
+            layer = self.layer_of(name) if decay != 1 else None
+            by_lr.setdefault(lr if layer is None else lr * decay ** (last - layer), []).append(param)
+        groups = [{"params": params, "lr": group_lr} for group_lr, params in sorted(by_lr.items())]
         # A gate moves ~lr per Adam step; at 10x lr it opens within ~100 steps.
-        groups = [{"params": rest}] + ([{"params": gates, "lr": 10 * lr, "weight_decay": 0.0}] if gates else [])
+        groups += [{"params": gates, "lr": 10 * lr, "weight_decay": 0.0}] if gates else []
         optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.cfg.model.weight_decay)
         warmup, distill = max(1, self.cfg.model.warmup_steps), self.cfg.model.distill_steps
         # constant_with_warmup, as both papers: linear ramp over `warmup` steps, then flat. A

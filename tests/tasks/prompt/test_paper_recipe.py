@@ -217,3 +217,25 @@ def test_a_teacher_pulls_the_memory_toward_its_own_and_stays_out_of_training_and
     missing = tiny_config(f"model.teacher={tmp_path / 'nothing.ckpt'}")
     with pytest.raises(ConfigError, match="model.teacher=.*no such checkpoint"):
         _fit(PromptCompressor(missing, tiny_backbone), missing, tmp_path / "missing")  # loaded as training starts
+
+
+@pytest.mark.parametrize("encoder", ["mlp_free", "lora"])
+def test_layer_lr_decay_gives_each_block_its_learning_rate(tiny_backbone, tiny_config, encoder):
+    cfg = tiny_config(f"model.encoder.name={encoder}", "model.lr=1e-2", "model.layer_lr_decay=0.5")
+    module = PromptCompressor(cfg, tiny_backbone)
+    optimizer = module.configure_optimizers()["optimizer"]
+    lr_of = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}
+    trainable = {name: p for name, p in module.named_parameters() if p.requires_grad}
+    assert set(map(id, trainable.values())) == set(lr_of)  # every trainable parameter, once
+    last = module.decoder.config.num_hidden_layers - 1
+    assert lr_of[id(module.encoder.memory)] == pytest.approx(1e-2)  # the slots at the full lr
+    for name, param in trainable.items():
+        if ".blocks.0." in name or "embed_tokens" in name:
+            assert lr_of[id(param)] == pytest.approx(1e-2 * 0.5 ** last), name
+        if name.startswith("encoder.last."):
+            assert lr_of[id(param)] == pytest.approx(1e-2), name
+    one = PromptCompressor(tiny_config(f"model.encoder.name={encoder}"), tiny_backbone).configure_optimizers()["optimizer"]
+    assert len(one.param_groups) == 1
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match="model.layer_lr_decay must be in"):
+            tiny_config(f"model.layer_lr_decay={bad}")
