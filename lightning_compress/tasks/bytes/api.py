@@ -22,7 +22,7 @@ import torch
 from ...atomic import atomic_write_bytes
 from ...checkpoint_io import Checkpoint, load_checkpoint
 from .coder import LeanStepper, TransformersStepper, arithmetic_probe, decode_sequences, encode_sequences, threads
-from .container import VERSION, ContainerError, checksum_mismatch, model_hash, pack, probe_mismatch, undecodable, unpack
+from .container import VERSION, ContainerError, check_probe, checksum_mismatch, model_hash, pack, undecodable, unpack
 from .config import TASK
 from .model import BOS, ByteLM
 
@@ -117,10 +117,7 @@ def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source:
                              f"({model.context}); the file is damaged")
     lengths = [min(chunk_bytes, length - i) for i in range(0, length, chunk_bytes)]
     with threads(header["threads"]), undecodable(source):
-        if header["probe"]:
-            here = chunk_probe(model, lengths, header["batch"], header["version"])
-            if here != header["probe"]:
-                raise probe_mismatch(source, header["probe"], here)
+        check_probe(source, header["probe"], lambda: chunk_probe(model, lengths, header["batch"], header["version"]))
         chunks = decode_chunks(model, words, lengths, header["batch"], header["version"], progress)
     data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:

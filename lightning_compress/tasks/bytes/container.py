@@ -74,6 +74,15 @@ def checksum_mismatch(source: str) -> ContainerError:
                           f"and kind of CPU (AVX2 / AVX-512) it was compressed on (here: {this_machine()})")
 
 
+def check_probe(source: str, recorded: int, probe_here) -> None:
+    """Refuse a file whose arithmetic probe (`coder.arithmetic_probe`; 0: none recorded) differs
+    from this machine's, which `probe_here()` computes, before any decoding."""
+    if recorded:
+        here = probe_here()
+        if here != recorded:
+            raise probe_mismatch(source, recorded, here)
+
+
 def probe_mismatch(source: str, recorded: int, here: int) -> ContainerError:
     return ContainerError(f"{source}: its arithmetic probe does not match this machine's ({recorded:08x} recorded, "
                           f"{here:08x} here): it was compressed where the model computes differently, so it cannot "

@@ -30,7 +30,7 @@ from ...backbone import EMBEDDED, Backbone, load_backbone
 from ...llama_step import supports
 from .coder import (CODER_PRECISION, LeanStepper, TransformersStepper, arithmetic_probe, decode_sequences, encode_sequences,
                     max_symbols, threads)
-from .container import ContainerError, checksum_mismatch, model_hash, probe_mismatch, undecodable
+from .container import ContainerError, check_probe, checksum_mismatch, model_hash, undecodable
 from .lm_container import identity as lm_identity, pack, unpack
 from .tokens import ByteExactTokenizer
 
@@ -91,14 +91,15 @@ class LmCompressor:
         start = time.perf_counter()
         ids, escaped = self.tokens.encode(data)
         windows = [ids[i : i + window] for i in range(0, len(ids), window)]
-        words, bound_bits = encode_sequences(self._new_stepper(self.stepper), windows, batch, self.start_token,
+        new_stepper = self._new_stepper(self.stepper)
+        words, bound_bits = encode_sequences(new_stepper, windows, batch, self.start_token,
                                              pre_quantise=False, progress=progress, unit="tok")
         header = {
             "stepper": self.stepper, "dtype": self.dtype, "device": self.device.type, "identity": self.identity,
             "length": len(data), "tokens": len(ids), "window": window,
             "batch": batch, "threads": torch.get_num_threads(), "start_token": self.start_token,
             "sha256": hashlib.sha256(data).hexdigest()[:16], "source": self.backbone.source,
-            "probe": arithmetic_probe(self._new_stepper(self.stepper), [len(w) for w in windows], batch, self.vocab),
+            "probe": arithmetic_probe(new_stepper, [len(w) for w in windows], batch, self.vocab),
         }
         blob = pack(header, escaped, words)
         stats = {"raw_bytes": len(data), "compressed_bytes": len(blob), "payload_bytes": 4 * len(words),
@@ -134,12 +135,11 @@ class LmCompressor:
         self.check_header(header, len(words), source)
         count, window = header["tokens"], header["window"]
         lengths = [min(window, count - i) for i in range(0, count, window)]
+        new_stepper = self._new_stepper(header["stepper"])
         with threads(header["threads"]), undecodable(source):
-            if header["probe"]:
-                here = arithmetic_probe(self._new_stepper(header["stepper"]), lengths, header["batch"], self.vocab)
-                if here != header["probe"]:
-                    raise probe_mismatch(source, header["probe"], here)
-            windows = decode_sequences(self._new_stepper(header["stepper"]), words, lengths, header["batch"],
+            check_probe(source, header["probe"],
+                        lambda: arithmetic_probe(new_stepper, lengths, header["batch"], self.vocab))
+            windows = decode_sequences(new_stepper, words, lengths, header["batch"],
                                        header["start_token"], pre_quantise=False, progress=progress, unit="tok")
             data = self.tokens.decode(np.concatenate(windows) if windows else np.zeros(0, np.int64), escaped)
         if len(data) != header["length"] or hashlib.sha256(data).hexdigest()[:16] != header["sha256"]:
