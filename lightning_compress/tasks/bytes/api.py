@@ -21,7 +21,7 @@ import torch
 
 from ...atomic import atomic_write_bytes
 from ...checkpoint_io import Checkpoint, load_checkpoint
-from .coder import LeanStepper, TransformersStepper, arithmetic_probe, decode_sequences, encode_sequences, threads
+from .coder import arithmetic_probe, decode_sequences, encode_sequences, lean_stepper, threads, transformers_stepper
 from .container import VERSION, ContainerError, check_probe, checksum_mismatch, model_hash, pack, undecodable, unpack
 from .config import TASK
 from .model import BOS, ByteLM
@@ -51,8 +51,7 @@ def default_batch(model: ByteLM) -> int:
 
 def byte_stepper(model: ByteLM, version: int = VERSION):
     """(batch, length) -> the stepper a file of this format version is coded with."""
-    kind = TransformersStepper if version == 1 else LeanStepper
-    return lambda batch, length: kind(model.net, batch, length, vocab=256)
+    return (transformers_stepper if version == 1 else lean_stepper)(model.net, vocab=256)
 
 
 def chunk_probe(model: ByteLM, lengths: list[int], batch: int, version: int = VERSION) -> int:

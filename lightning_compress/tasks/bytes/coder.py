@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from transformers import StaticCache
 
 from ...hf_compat import forward_cache
-from ...llama_step import LlamaStepper
+from ...llama_step import LlamaStepper, LlamaWeights
 
 # constriction is a compiled extension: its submodules are attributes, not importable paths.
 Categorical = constriction.stream.model.Categorical
@@ -81,7 +81,8 @@ class Stepper(Protocol):
 
 
 class LeanStepper:
-    """`LlamaStepper` (the lean incremental forward), as float64 probabilities."""
+    """`LlamaStepper` (the lean incremental forward), as float64 probabilities. `model` may be
+    a `LlamaWeights`, fused once for all the steppers of a file (`lean_stepper`)."""
 
     def __init__(self, model, batch: int, length: int, vocab: int | None = None):
         self.llama = LlamaStepper(model, batch, length, vocab)
@@ -115,6 +116,16 @@ class TransformersStepper:
 
 
 NewStepper = Callable[[int, int], Stepper]  # (batch, longest sequence) -> stepper
+
+
+def lean_stepper(model, vocab: int | None = None) -> NewStepper:
+    """Lean steppers over `model` whose weights are fused once, not once per batch."""
+    weights = LlamaWeights(model, vocab)
+    return lambda batch, length: LeanStepper(weights, batch, length)
+
+
+def transformers_stepper(model, vocab: int | None = None) -> NewStepper:
+    return lambda batch, length: TransformersStepper(model, batch, length, vocab)
 
 
 def arithmetic_probe(new_stepper: NewStepper, lengths: list[int], batch: int, vocab: int, steps: int = 4) -> int:

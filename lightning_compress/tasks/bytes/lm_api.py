@@ -28,15 +28,15 @@ import torch
 from ...atomic import atomic_write_bytes
 from ...backbone import EMBEDDED, Backbone, load_backbone
 from ...llama_step import supports
-from .coder import (CODER_PRECISION, LeanStepper, TransformersStepper, arithmetic_probe, decode_sequences, encode_sequences,
-                    max_symbols, threads)
+from .coder import (CODER_PRECISION, arithmetic_probe, decode_sequences, encode_sequences, lean_stepper, max_symbols,
+                    threads, transformers_stepper)
 from .container import ContainerError, check_probe, checksum_mismatch, model_hash, undecodable
 from .lm_container import identity as lm_identity, pack, unpack
 from .tokens import ByteExactTokenizer
 
 DEFAULT_WINDOW = 1024
 DEFAULT_BATCH = 16
-STEPPER_CLASSES = {"lean-llama": LeanStepper, "transformers": TransformersStepper}
+STEPPERS = {"lean-llama": lean_stepper, "transformers": transformers_stepper}
 
 
 def _start_token(backbone: Backbone) -> int:
@@ -78,8 +78,7 @@ class LmCompressor:
         return _load(source, dtype, device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def _new_stepper(self, kind: str):
-        stepper = STEPPER_CLASSES[kind]
-        return lambda batch, length: stepper(self.model, batch, length, vocab=self.vocab)
+        return STEPPERS[kind](self.model, vocab=self.vocab)
 
     def compress(self, data: bytes, window: int = DEFAULT_WINDOW, batch: int = DEFAULT_BATCH,
                  progress: bool = False) -> tuple[bytes, dict]:
