@@ -63,8 +63,7 @@ class ContainerError(ValueError):
 
 def this_machine() -> str:
     """What decides the model's arithmetic here: torch build, and the CPU kernels ATen picks."""
-    kernels = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
-    return f"torch {torch.__version__}, {kernels} CPU kernels"
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()} CPU kernels"
 
 
 def checksum_mismatch(source: str) -> ContainerError:
