@@ -61,6 +61,33 @@ def test_round_trip_is_byte_identical(model, name):
     assert stats["raw_bytes"] == len(data) and stats["compressed_bytes"] == len(blob)
 
 
+def test_quantised_frequencies_are_the_byte_formats_integers():
+    # The frequencies every byte file was coded with (formats 1-3, written with numpy on the
+    # host): floor(p * (2**20 - 256)) + 1, the remainder on the first likeliest byte. The torch
+    # version, which runs where the model does, must give the same integers bit for bit, or
+    # files written before it would not decode.
+    from lightning_compress.tasks.bytes.coder import TOTAL, quantise
+
+    def as_written(p):
+        freq = np.floor(p * (TOTAL - 256)).astype(np.int64) + 1
+        freq[np.arange(len(p)), p.argmax(axis=1)] += TOTAL - freq.sum(axis=1)
+        return freq
+
+    generator = torch.Generator().manual_seed(0)
+    sharpness = torch.logspace(-2, 2, 64, dtype=torch.float64).unsqueeze(1)  # flat to nearly one-hot
+    rows = [torch.softmax(torch.randn(64, 256, generator=generator, dtype=torch.float64) * sharpness, dim=-1),
+            torch.full((1, 256), 1 / 256, dtype=torch.float64),  # uniform: 4096 each, nothing left over
+            torch.nn.functional.one_hot(torch.tensor([200]), 256).double()]
+    tie = torch.full((1, 256), 0.1 / 254, dtype=torch.float64)
+    tie[0, 17] = tie[0, 90] = 0.45  # two equal maxima: the first gets the remainder
+    probabilities = torch.cat(rows + [tie])
+    freq = quantise(probabilities)
+    assert freq.dtype == torch.float64
+    np.testing.assert_array_equal(freq.numpy().astype(np.int64), as_written(probabilities.numpy()))
+    assert (freq >= 1).all() and (freq.sum(dim=1) == TOTAL).all()
+    assert freq[-1, 17] > freq[-1, 90] and (freq[-3] == TOTAL // 256).all()
+
+
 def test_grouped_query_attention_shrinks_the_cache_and_round_trips(model):
     # tiny has 2 heads; kv_heads=1 halves the keys and values a coded byte reads.
     torch.manual_seed(0)
