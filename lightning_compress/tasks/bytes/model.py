@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ...checkpoint_io import stamp_checkpoint
+from ...optimizers import adamw
 from .config import SIZES, TASK
 
 BOS = 256
@@ -95,7 +96,7 @@ class ByteLM(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=(0.9, 0.95))
+        optimizer = adamw(self, self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=(0.9, 0.95))
 
         def schedule(step: int) -> float:
             # Linear warm-up, then cosine decay to 10% at max_steps.

@@ -24,6 +24,7 @@ from ...checkpoint_io import CheckpointError, load_checkpoint, stamp_checkpoint
 from ...config import ConfigError, merged_config
 from ...distributed import gather_objects
 from ...metrics import PER_SAMPLE, distinct_rate
+from ...optimizers import adamw
 from .config import TASK, PromptExperimentConfig
 from .encoders import build_encoder
 from .generation import greedy_regenerate
@@ -299,7 +300,7 @@ class PromptCompressor(pl.LightningModule):
         groups = [{"params": params, "lr": group_lr} for group_lr, params in sorted(by_lr.items())]
         # A gate moves ~lr per Adam step; at 10x lr it opens within ~100 steps.
         groups += [{"params": gates, "lr": 10 * lr, "weight_decay": 0.0}] if gates else []
-        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.cfg.model.weight_decay)
+        optimizer = adamw(self, groups, lr=lr, weight_decay=self.cfg.model.weight_decay)
         warmup, distill = max(1, self.cfg.model.warmup_steps), self.cfg.model.distill_steps
         # constant_with_warmup, as both papers: linear ramp over `warmup` steps, then flat. A
         # distillation warm start gets its own ramp, and the regeneration loss a fresh one.

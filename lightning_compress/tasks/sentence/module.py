@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ...checkpoint_io import stamp_checkpoint
 from ...distributed import gather_objects
 from ...metrics import sentence_bleu4
+from ...optimizers import adamw
 from ...reports import headed_cell, markdown_table
 from .config import TASK
 from .model import SentenceAutoencoder
@@ -122,8 +123,8 @@ class SentenceAutoencoderModule(pl.LightningModule):
         m = self.settings
         decay = [p for n, p in self.net.named_parameters() if p.dim() >= 2]
         other = [p for n, p in self.net.named_parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": m["weight_decay"]},
-                                       {"params": other, "weight_decay": 0.0}], lr=m["lr"], betas=(0.9, 0.95))
+        optimizer = adamw(self, [{"params": decay, "weight_decay": m["weight_decay"]},
+                                 {"params": other, "weight_decay": 0.0}], lr=m["lr"], betas=(0.9, 0.95))
         total = max(1, int(self.trainer.max_steps or 1))
         warmup = min(m["warmup_steps"], total // 2)
 
