@@ -52,8 +52,6 @@ class Build:
     # best.ckpt is chosen among validations from this optimiser step on (earlier steps train
     # a different model, e.g. a warm start).
     best_from_step: int = 0
-    # Parameters that stop receiving gradients mid-run (e.g. faded-out MLPs): DDP must know.
-    ddp_find_unused_parameters: bool = False
     # (unit, count(batch)): what a training batch holds, for `train/<unit>_per_s`
     # (e.g. ("tokens", lambda b: b["input_ids"].numel())); None: not measured.
     throughput: tuple | None = None
@@ -264,8 +262,7 @@ def run_fit(cfg: DictConfig, callbacks: list | None = None) -> dict:
     build = _on_all_ranks("building the task", lambda: task.build(cfg, kwargs))
     if kwargs.get("strategy") == "ddp":
         # The process group's timeout bounds how long ranks wait for rank 0's evaluation.
-        kwargs["strategy"] = DDPStrategy(timeout=timedelta(minutes=cfg.distributed_timeout_minutes),
-                                         find_unused_parameters=build.ddp_find_unused_parameters)
+        kwargs["strategy"] = DDPStrategy(timeout=timedelta(minutes=cfg.distributed_timeout_minutes))
     if build.strategy is not None:
         kwargs["strategy"] = build.strategy
     logger = RunLogger(save_dir=cfg.output_dir, name=cfg.name, version=version, default_hp_metric=False)

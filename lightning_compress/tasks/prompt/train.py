@@ -65,7 +65,7 @@ def build(cfg: DictConfig, trainer_kwargs: dict) -> Build:
     headline = {"encoder": cfg.model.encoder.name, "n": n, "m": m, "ratio": round(n / m, 2), "lr": cfg.model.lr,
                 "steps": cfg.trainer.max_steps, "batch": cfg.data.batch_size}
     return Build(module=module, datamodule=datamodule, monitor="val/loss", callbacks=callbacks, strategy=strategy,
-                 best_from_step=warm, ddp_find_unused_parameters=cfg.model.mlp_fade_steps > 0,
+                 best_from_step=warm,
                  throughput=("tokens", lambda batch: batch["input_ids"].numel()), headline=headline)
 
 

@@ -123,8 +123,14 @@ def test_mlp_fade_starts_as_the_full_encoder_and_ends_as_aocs(tiny_backbone, tin
     faded.encoder.memory.data.copy_(full.encoder.memory.data)
     for a, b in zip(faded.compress(sample_ids).keys, full.compress(sample_ids).keys):
         torch.testing.assert_close(a, b)  # scale 1: the full encoder
+    # The fading MLPs are the decoder's pretrained ones, frozen (a trained one would grow as 1/s
+    # and the encoder would lean on it until it is gone): the optimiser never sees them and a
+    # mid-fade checkpoint holds only their scale.
+    assert all(not p.requires_grad for mlp in faded.encoder.fading_mlps() for p in mlp.parameters())
+    trained = {id(p) for group in faded.configure_optimizers()["optimizer"].param_groups for p in group["params"]}
+    assert not any(id(p) in trained for mlp in faded.encoder.fading_mlps() for p in mlp.parameters())
     mid = faded.trainable_state_dict()
-    assert MLP_FADE_KEY in mid and any(".mlp.mlp." in k for k in mid)
+    assert MLP_FADE_KEY in mid and not any(".mlp." in k for k in mid)
     faded.encoder.set_mlp_scale(0.0)
     aoc = PromptCompressor(tiny_config(), tiny_backbone)
     assert set(faded.trainable_state_dict()) == set(aoc.trainable_state_dict())  # AOC's layout, no MLP

@@ -28,6 +28,12 @@ def _copied_encoder(decoder, memory_tokens, position_layout, drop_mlp, train_emb
                        memory_from_text, value_gate)
     encoder.requires_grad_(True)
     embeddings.requires_grad_(train_embeddings)
+    for fading in encoder.fading_mlps():
+        # Frozen while they fade: they are the decoder's pretrained MLPs on their way out, not
+        # part of the AOC encoder. Trained, they grow as 1/s to keep their share s * mlp(x), so
+        # the fade is not one (docs/RESULTS.md: val BLEU 0.41 frozen, 0.33 trained at s = 1/6;
+        # both runs lose the memory when the last of the MLPs goes).
+        fading.mlp.requires_grad_(False)
     return encoder
 
 
