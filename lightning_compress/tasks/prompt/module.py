@@ -330,7 +330,9 @@ class PromptCompressor(pl.LightningModule):
             scale = state_dict.pop(MLP_FADE_KEY, None)
             self.encoder.set_mlp_scale(0.0 if scale is None else float(scale))
         expected = set(self.trainable_state_dict()) - {MLP_FADE_KEY}
-        missing, unexpected = expected - set(state_dict), set(state_dict) - expected
+        # Mid-fade checkpoints from before the fading MLPs were frozen hold their trained weights.
+        fading = {name for name, _ in self.named_parameters() if ".mlp.mlp." in name}
+        missing, unexpected = expected - set(state_dict), set(state_dict) - expected - fading
         if missing or unexpected:
             raise CheckpointMismatch(
                 f"{origin} does not match this model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"

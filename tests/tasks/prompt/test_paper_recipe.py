@@ -131,6 +131,12 @@ def test_mlp_fade_starts_as_the_full_encoder_and_ends_as_aocs(tiny_backbone, tin
     assert not any(id(p) in trained for mlp in faded.encoder.fading_mlps() for p in mlp.parameters())
     mid = faded.trainable_state_dict()
     assert MLP_FADE_KEY in mid and not any(".mlp." in k for k in mid)
+    # A mid-fade checkpoint written while the fading MLPs were still trained holds their weights:
+    # it still loads, weights included.
+    older = {**mid, **{k: v + 1 for k, v in faded.state_dict().items() if ".mlp.mlp." in k}}
+    resumed = PromptCompressor(tiny_config("model.mlp_fade_steps=2", "trainer.max_steps=4"), tiny_backbone)
+    resumed.load_trainable_state(older)
+    assert all(torch.equal(resumed.state_dict()[k], v) for k, v in older.items() if ".mlp.mlp." in k)
     faded.encoder.set_mlp_scale(0.0)
     aoc = PromptCompressor(tiny_config(), tiny_backbone)
     assert set(faded.trainable_state_dict()) == set(aoc.trainable_state_dict())  # AOC's layout, no MLP
