@@ -16,6 +16,6 @@ def adamw(module: pl.LightningModule, params, **options) -> torch.optim.AdamW:
     refuse gradient clipping with an optimiser that unscales its own gradients, which the fused
     one claims to do, so under them the step stays foreach. A module outside a Trainer (a bare
     loop, a benchmark) gets the fused kernel."""
-    trainer = module._trainer
+    trainer = module._trainer  # the public `trainer` property raises outside a Trainer
     mixed = trainer is not None and "mixed" in str(trainer.precision)
     return torch.optim.AdamW(params, fused=not mixed, **options)
