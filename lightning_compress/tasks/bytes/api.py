@@ -41,14 +41,6 @@ def load_byte_model(checkpoint: str | os.PathLike | Checkpoint, device: str | No
     return model.to(device).eval()
 
 
-def default_batch(model: ByteLM) -> int:
-    """Chunks coded side by side when none is asked for: the model's own `codecs.batch`, the
-    batch its experiment file gives (bytes_fast.yaml: 256, the fastest measured for its short
-    chunks), else DEFAULT_BATCH."""
-    codecs = (model.hparams.get("config") or {}).get("codecs") or {}
-    return int(codecs.get("batch") or DEFAULT_BATCH)
-
-
 def byte_stepper(model: ByteLM, version: int = VERSION):
     """(batch, length) -> the stepper a file of this format version is coded with."""
     return (transformers_stepper if version == 1 else lean_stepper)(model.net, vocab=256)

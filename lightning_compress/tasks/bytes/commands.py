@@ -50,13 +50,14 @@ def _compress(args) -> int:
         spelt = f", {stats['byte_spelt']:,} bytes spelt byte by byte" if stats["byte_spelt"] else ""
         _report(args, stats, f", {stats['tokens']:,} tokens{spelt}")
         return 0
-    from .api import compress_file, default_batch, load_byte_model
+    from .api import compress_file, load_byte_model
+    from .train import stored_config
 
     if args.window is not None:
         raise ValueError("--window is for a pretrained LM (--lm); the byte model codes --chunk-bytes at a time")
     model = load_byte_model(args.model)
-    _report(args, compress_file(args.input, args.output, model, batch=_given(args.batch, default_batch(model)),
-                                chunk_bytes=args.chunk_bytes))
+    batch = _given(args.batch, stored_config(model, []).codecs.batch)  # the model's experiment's batch
+    _report(args, compress_file(args.input, args.output, model, batch=batch, chunk_bytes=args.chunk_bytes))
     return 0
 
 
