@@ -16,7 +16,7 @@ last --bytes of the arXiv abstracts), for each text:
   alone on this machine (every weight is read once per step: memory-bound at small batch).
 
 Writes runs/bench_lm/bench_lm.{md,csv,json,png} (and TensorBoard). Usage:
-  python benchmarks/bench_lm.py [--lm embedded] [--bytes 32768] [--window 1024] [--batch 16]
+  python benchmarks/bench_lm.py [--lm embedded] [--lm-dtype float32] [--bytes 32768] [--window 1024] [--batch 16]
                                 [--windows 128 256 512 1024 2048] [--byte-model CKPT]
 On a GPU: the same command; the coder runs where the model is (recorded in the file).
 """
@@ -97,7 +97,8 @@ def ceiling(lm: LmCompressor, row: dict, batch: int, window: int) -> dict:
     attention_flops = 4 * config.num_hidden_layers * config.num_attention_heads * head_dim * (window / 2)
     flops = linear_flops + attention_flops
     tokens_per_s = row["tokens"] / row["encode_s"]
-    linears_s = time_linears(shapes, batch, repeats=5) if lm.device.type == "cpu" else float("nan")
+    dtype = next(lm.model.parameters()).dtype
+    linears_s = time_linears(shapes, batch, repeats=5, dtype=dtype) if lm.device.type == "cpu" else float("nan")
     return {"flops_per_token": flops, "tokens_per_s": tokens_per_s, "achieved_gflop_s": flops * tokens_per_s / 1e9,
             "linears_alone_tokens_per_s": batch / linears_s, "batch": batch}
 
@@ -121,6 +122,7 @@ def figure(by_window: dict[str, dict[int, float]], rows: list[dict], lm_name: st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lm", default="embedded")
+    parser.add_argument("--lm-dtype", default="float32", help="weight dtype of the LM (bfloat16: CPUs with AMX, GPUs)")
     parser.add_argument("--bytes", type=int, default=32768)
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=16)
@@ -131,7 +133,7 @@ def main() -> None:
     if not SHARED.is_dir():
         sys.exit(f"bench-lm reads its held-out texts from {SHARED}, which this machine does not have")
 
-    lm = LmCompressor.load(args.lm)
+    lm = LmCompressor.load(args.lm, args.lm_dtype)
     weights = sum(p.numel() for p in lm.model.parameters())
     rows, by_window = [], {}
     byte_model = None
@@ -142,7 +144,7 @@ def main() -> None:
     for name, data in texts(args.bytes).items():
         print(f"[bench-lm] {name}: {len(data):,} bytes", flush=True)
         rows += codec_rows(name, data)
-        row = coder_row(name, data, f"LM {args.lm} (window {args.window})",
+        row = coder_row(name, data, f"LM {args.lm} {args.lm_dtype} (window {args.window})",
                         lambda d: lm.compress(d, args.window, args.batch, progress=True),
                         lambda b: lm.decompress(b, progress=True), weights)
         row.update(window=args.window, **ceiling(lm, row, min(args.batch, math.ceil(row["tokens"] / args.window)), args.window))

@@ -35,9 +35,9 @@ def linear_shapes(decoder) -> list[tuple[int, int]]:
     return shapes
 
 
-def time_linears(shapes, batch: int, repeats: int) -> float:
-    weights = [torch.randn(o, i) for i, o in shapes]
-    x = {i: torch.randn(batch, i) for i, _ in shapes}
+def time_linears(shapes, batch: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
+    weights = [torch.randn(o, i, dtype=dtype) for i, o in shapes]
+    x = {i: torch.randn(batch, i, dtype=dtype) for i, _ in shapes}
     for w in weights:  # warm-up
         x[w.shape[1]] @ w.T
     start = time.perf_counter()

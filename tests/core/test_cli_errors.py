@@ -155,6 +155,13 @@ def test_byte_model_kv_heads_must_divide_the_heads(tmp_path, capsys, value):
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_lm_coders_dtype_is_checked_with_the_config(tmp_path, capsys):
+    bytes_yaml = os.path.join(os.path.dirname(AOC), "..", "bytes", "bytes.yaml")
+    _fails_cleanly(capsys, ["train", bytes_yaml, "codecs.lm_dtype=float8", f"output_dir={tmp_path / 'runs'}"],
+                   "codecs.lm_dtype='float8'; expected one of ['float32', 'bfloat16', 'float16']")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_gpu_run_is_valid_anywhere_but_trains_only_where_there_is_a_gpu(tmp_path, capsys):
     import torch
 

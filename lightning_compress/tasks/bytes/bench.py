@@ -137,7 +137,7 @@ def lm_row(lm, items: list[dict], window: int, batch: int) -> dict:
     raw = sum(len(i["raw"]) for i in items)
     weights = sum(p.numel() for p in lm.model.parameters())
     return {
-        "modality": "text", "codec": f"LM {lm.backbone.source} (window {window})", "raw_bytes": raw, "chunked": None,
+        "modality": "text", "codec": f"LM {lm.backbone.source} {lm.dtype} (window {window})", "raw_bytes": raw, "chunked": None,
         "unchunked": int(coded), "with_params": int(coded) + weights * PARAM_BYTES, "bound_bytes": bound,
         "coder_overhead": coded / bound - 1 if bound else 0.0,
         "compress_kb_s": raw / 1024 / encode_s, "decompress_kb_s": raw / 1024 / decode_s,
@@ -186,7 +186,7 @@ def run_bench(checkpoint: str, overrides: list[str], out: str | None = None) -> 
         if modality == "text" and cfg.codecs.lm:
             from .lm_api import LmCompressor
 
-            rows.append(lm_row(LmCompressor.load(cfg.codecs.lm), items, cfg.codecs.lm_window, cfg.codecs.lm_batch))
+            rows.append(lm_row(LmCompressor.load(cfg.codecs.lm, cfg.codecs.lm_dtype), items, cfg.codecs.lm_window, cfg.codecs.lm_batch))
     for row in rows:
         row["chunked_ratio"] = row["chunked"] / row["raw_bytes"] if row["chunked"] is not None else None
         row["unchunked_ratio"] = row["unchunked"] / row["raw_bytes"] if row["unchunked"] is not None else None

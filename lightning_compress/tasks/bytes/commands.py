@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .config import LM_DTYPES
+
 
 def _check_paths(args) -> None:
     """Refuse before any model loads: an input that is not a regular file (a directory,
@@ -69,15 +71,15 @@ def _decompress(args) -> int:
     blob = Path(args.input).read_bytes()  # read once: the magic, the recorded LM and the payload
     magic = blob[:4]
     if magic == LM_MAGIC:
-        from .lm_api import LmCompressor, recorded_source
+        from .lm_api import LmCompressor, recorded_model
 
         if args.model:
             raise ValueError(f"{args.input} was compressed with a pretrained LM, not a byte model: drop --model "
                              "(the file names its LM) or pass --lm SOURCE")
         from ...atomic import atomic_write_bytes
 
-        source = args.lm or recorded_source(blob, args.input)
-        data = LmCompressor.load(source, args.lm_dtype).decompress(blob, progress=True, source=args.input)
+        source, dtype = recorded_model(blob, args.input)
+        data = LmCompressor.load(args.lm or source, args.lm_dtype or dtype).decompress(blob, progress=True, source=args.input)
         atomic_write_bytes(args.output, data)
         size = len(data)
     elif magic == BYTE_MAGIC:
@@ -115,14 +117,17 @@ def add_commands(sub) -> None:
                         "coded in parallel (recorded in the file)")
     p.add_argument("--chunk-bytes", type=int, default=None, help="byte model: bytes per chunk (default: its context)")
     p.add_argument("--window", type=int, default=None, help="LM: tokens per window, each from a fresh context (default 1024)")
-    p.add_argument("--lm-dtype", default="float32", help="LM: weight dtype (float32 on a CPU; recorded in the file)")
+    p.add_argument("--lm-dtype", default="float32", choices=LM_DTYPES,
+                   help="LM: weight dtype, recorded in the file (bfloat16 is faster on CPUs with AMX and on GPUs; "
+                        "see README)")
     p.set_defaults(run=_compress)
     p = sub.add_parser("decompress", help="bytes: restore a file written by `lcompress compress`")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--model", help="byte-model files: the ByteLM checkpoint they were compressed with")
     p.add_argument("--lm", help="LM files: load this LM instead of the source the file names (same weights)")
-    p.add_argument("--lm-dtype", default="float32", help="LM files: the dtype they were compressed with")
+    p.add_argument("--lm-dtype", default=None, choices=LM_DTYPES,
+                   help="LM files: weight dtype (default: the one the file records)")
     p.set_defaults(run=_decompress)
     p = sub.add_parser("bench-codecs", help="bytes: byte model vs gzip/bzip2/xz/zstd/brotli/FLAC/PNG/JPEG-XL on held-out data")
     p.add_argument("--model", required=True, help="ByteLM checkpoint")

@@ -59,6 +59,11 @@ class ByteModelConfig:
     warmup_steps: int = 100  # Linear warm-up steps.
 
 
+# Weight dtypes the LM coder records (lm_container.DTYPES, tested equal; spelt here so that
+# configs and the CLI are checked without importing torch).
+LM_DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass
 class CodecBenchConfig:
     # Chunks coded together by the byte model (one batch of the coder).
@@ -70,6 +75,7 @@ class CodecBenchConfig:
     lm: str = ""
     lm_window: int = 1024  # Token window of the LM coder (`codecs.lm`): context per coded window.
     lm_batch: int = 16  # Windows coded side by side in one batch by the LM coder.
+    lm_dtype: str = "float32"  # The LM's weight dtype: float32 | bfloat16 (faster on CPUs with AMX, GPUs) | float16.
 
 
 @dataclass
@@ -89,6 +95,8 @@ class ByteExperimentConfig(TrainedExperiment):
                 (cfg.model.kv_heads and heads % cfg.model.kv_heads):
             raise ConfigError(f"model.kv_heads={cfg.model.kv_heads!r}; expected 0 (one per head) or a divisor of "
                               f"the {heads} attention heads of model.size={cfg.model.size}")
+        if cfg.codecs.lm_dtype not in LM_DTYPES:
+            raise ConfigError(f"codecs.lm_dtype={cfg.codecs.lm_dtype!r}; expected one of {list(LM_DTYPES)}")
         if cfg.data.chunk_bytes < 1:
             raise ConfigError(f"data.chunk_bytes must be >= 1, got {cfg.data.chunk_bytes}")
         if not any(cfg.data[m] for m in MODALITIES):

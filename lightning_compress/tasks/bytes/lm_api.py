@@ -108,14 +108,15 @@ class LmCompressor:
 
     def check_header(self, header: dict, words: int, source: str) -> None:
         """Refuse a file this LM cannot decode, before any model work."""
-        if header["identity"] != self.identity:
-            raise ContainerError(f"{source} was compressed with LM {header['source']!r} (weights and tokens "
-                                 f"{header['identity']}), not with this one ({self.backbone.source!r}: {self.identity}): "
-                                 "decompress with the same model")
         for field, mine in (("dtype", self.dtype), ("device", self.device.type)):
             if header[field] != mine:
                 raise ContainerError(f"{source} was compressed with the LM in {header[field]}; decompress with "
                                      f"{field} {header[field]} too (the arithmetic must repeat exactly), not {mine}")
+        # (before the identity, which hashes the weights as loaded: another dtype changes it too)
+        if header["identity"] != self.identity:
+            raise ContainerError(f"{source} was compressed with LM {header['source']!r} (weights and tokens "
+                                 f"{header['identity']}), not with this one ({self.backbone.source!r}: {self.identity}): "
+                                 "decompress with the same model")
         if header["stepper"] == "lean-llama" and not supports(self.model):
             raise ContainerError(f"{source} was coded with the lean Llama step, which this model does not support")
         if header["window"] > self.max_window:
@@ -164,6 +165,7 @@ def _load(source: str, dtype: str, device: str) -> LmCompressor:
     return LmCompressor(backbone)
 
 
-def recorded_source(blob: bytes, source: str = "input") -> str:
-    """The model source a token-coder file names (to load it before decompressing)."""
-    return unpack(blob, source)[0]["source"]
+def recorded_model(blob: bytes, source: str = "input") -> tuple[str, str]:
+    """(model source, weight dtype) a token-coder file names: what to load to decompress it."""
+    header = unpack(blob, source)[0]
+    return header["source"], header["dtype"]

@@ -62,14 +62,14 @@ def test_cli_round_trip_and_refusal(checkpoint, tmp_path, capsys):
 def test_bench_codecs_table(checkpoint, tmp_path):
     out = tmp_path / "bench"
     assert main(["bench-codecs", "--model", str(checkpoint), "codecs.max_bytes=2048", "codecs.batch=16",
-                 "codecs.lm=tiny-random", "codecs.lm_window=64", "data.images=null", "--out", str(out)]) == 0
+                 "codecs.lm=tiny-random", "codecs.lm_window=64", "codecs.lm_dtype=bfloat16", "data.images=null", "--out", str(out)]) == 0
     rows = json.loads((out / "bench_codecs.json").read_text())
     codecs = {(r["modality"], r["codec"]) for r in rows}
     assert {("text", "gzip -9"), ("text", "zstd -19"), ("text", "LZMA2 (xz -9e)"), ("audio", "FLAC -8"),
             ("text", "ByteLM tiny"), ("audio", "ByteLM tiny")} <= codecs
     model = next(r for r in rows if r["codec"] == "ByteLM tiny" and r["modality"] == "text")
     assert model["raw_bytes"] == 2048 and model["bound_bytes"] > 0 and model["ratio_with_params"] > model["chunked_ratio"]
-    lm = next(r for r in rows if r["codec"].startswith("LM tiny-random"))  # round trip checked inside
+    lm = next(r for r in rows if r["codec"].startswith("LM tiny-random bfloat16"))  # round trip checked inside
     assert lm["modality"] == "text" and lm["raw_bytes"] == 2048 and lm["unchunked"] >= 0.99 * lm["bound_bytes"] > 0
     assert (out / "bench_codecs.png").read_bytes()[:4] == b"\x89PNG" and "| text | gzip -9 |" in (out / "bench_codecs.md").read_text()
 

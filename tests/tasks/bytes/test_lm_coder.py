@@ -218,6 +218,24 @@ def test_cli_compress_with_an_lm_and_decompress_from_the_model_the_file_names(tm
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
 
 
+def test_cli_decompresses_with_the_dtype_the_file_records(tmp_path, capsys):
+    from lightning_compress.cli import main
+    from lightning_compress.tasks.bytes.config import LM_DTYPES
+
+    assert LM_DTYPES == lm_container.DTYPES
+    source, packed, restored = tmp_path / "in.bin", tmp_path / "in.lclm", tmp_path / "out.bin"
+    source.write_bytes(_readme(400))
+    assert main(["compress", str(source), str(packed), "--lm", "tiny-random", "--window", "64", "--lm-dtype", "bfloat16"]) == 0
+    assert main(["decompress", str(packed), str(restored)]) == 0  # no --lm-dtype: the file says bfloat16
+    assert restored.read_bytes() == source.read_bytes()
+    capsys.readouterr()
+    # Asked for another dtype, the coder refuses: the arithmetic would not repeat.
+    assert main(["decompress", str(packed), str(tmp_path / "x"), "--lm-dtype", "float32"]) == 2
+    error = capsys.readouterr().err
+    assert "compressed with the LM in bfloat16" in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "x").exists()
+
+
 def test_200_mutated_lm_archives_are_refused_through_the_cli(lm, tmp_path, capsys):
     blob, _ = lm.compress(_readme(700) + b"\xff\xc0", window=64, batch=4)
     assert_cli_refuses(lambda path, out: ["decompress", path, out], mutated(blob, 200, seed=1), tmp_path, capsys)
