@@ -49,6 +49,14 @@ def target_eos_id(tokenizer, eos_token: str) -> int:
     return token_id
 
 
+def mlp_fade_scale(step: int, fade_steps: int) -> float:
+    """Scale of the fading MLPs for the batch of `step`: 1 -> 0 linearly, 0 from the batch of
+    step fade_steps - 1 on, so that the validation after fade_steps batches (the first that
+    may become best.ckpt) sees the MLP-free encoder, not one with a trace of MLP left (which
+    can still carry the memory: docs/RESULTS.md)."""
+    return max(0.0, 1.0 - (step + 1) / fade_steps)
+
+
 class CheckpointMismatch(CheckpointError):
     """A checkpoint that is fine in itself but does not fit this model or decoder."""
 
@@ -195,7 +203,7 @@ class PromptCompressor(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx) -> None:
         fade = self.cfg.model.mlp_fade_steps
         if fade and self.encoder.fading_mlps():
-            scale = max(0.0, 1.0 - self.global_step / fade)
+            scale = mlp_fade_scale(self.global_step, fade)
             self.encoder.set_mlp_scale(scale)
             self.log("train/mlp_scale", scale, batch_size=1)
 

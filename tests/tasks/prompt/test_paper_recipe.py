@@ -8,7 +8,7 @@ import torch
 
 from lightning_compress.config import ConfigError, load_config
 from lightning_compress.tasks.prompt.memory import decoder_logits
-from lightning_compress.tasks.prompt.module import PromptCompressor
+from lightning_compress.tasks.prompt.module import MLP_FADE_KEY, PromptCompressor, mlp_fade_scale
 
 from helpers import EXPERIMENTS, SHRINK_PROMPT
 
@@ -115,8 +115,6 @@ def test_a_run_with_a_distillation_warm_start_and_weight_trains_through_the_swit
 
 
 def test_mlp_fade_starts_as_the_full_encoder_and_ends_as_aocs(tiny_backbone, tiny_config, sample_ids, tmp_path):
-    from lightning_compress.tasks.prompt.module import MLP_FADE_KEY
-
     faded = PromptCompressor(tiny_config("model.mlp_fade_steps=2", "trainer.max_steps=4"), tiny_backbone)
     torch.manual_seed(0)
     full = PromptCompressor(tiny_config("model.encoder.name=full"), tiny_backbone)
@@ -157,6 +155,12 @@ def test_mlp_fade_run_keeps_best_checkpoint_from_after_the_fade(tmp_path):
                  "model.mlp_fade_steps=2", "trainer.max_steps=4", "trainer.val_check_interval=1"]) == 0
     best = torch.load(tmp_path / "fade" / "version_0" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert best["global_step"] >= 2 and not any(".mlp." in k for k in best["state_dict"])
+    assert MLP_FADE_KEY not in best["state_dict"]  # not a mid-fade encoder
+
+
+def test_the_first_validation_that_may_become_best_sees_no_mlp():
+    # Validation after `fade` batches follows the batch of step fade - 1.
+    assert [mlp_fade_scale(step, 4) for step in range(5)] == [0.75, 0.5, 0.25, 0.0, 0.0]
 
 
 def _prompt_lengths_seen(cfg, backbone, tmp_path, steps: int):
