@@ -59,8 +59,8 @@ class ByteModelConfig:
     warmup_steps: int = 100  # Linear warm-up steps.
 
 
-# Weight dtypes the LM coder records (lm_container.DTYPES, tested equal; spelt here so that
-# configs and the CLI are checked without importing torch).
+# Weight dtypes the LM coder records, in the order of the token-coder file's flag values
+# (lm_container.DTYPES is this tuple; here so that configs and the CLI check it without torch).
 LM_DTYPES = ("float32", "bfloat16", "float16")
 
 

@@ -32,13 +32,14 @@ import zlib
 
 import numpy as np
 
+from .config import LM_DTYPES
 from .container import DEVICES, MAX_THREADS, ContainerError
 
 MAGIC = b"LCLM"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 STEPPERS = ("transformers", "lean-llama")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = LM_DTYPES  # flag bits 2-3 are the index: the order is part of the format
 MAX_WINDOW = 1 << 20
 _FIXED = struct.Struct("<4sBB8s8s")
 FIELDS_V1 = ("length", "tokens", "window", "batch", "threads", "start_token", "escaped", "source_length")
