@@ -21,7 +21,8 @@ import torch
 
 from ...atomic import atomic_write_bytes
 from ...checkpoint_io import Checkpoint, load_checkpoint
-from .coder import arithmetic_probe, decode_sequences, encode_sequences, lean_stepper, threads, transformers_stepper
+from .coder import (NewStepper, arithmetic_probe, decode_sequences, encode_sequences, lean_stepper, threads,
+                    transformers_stepper)
 from .container import VERSION, ContainerError, check_probe, checksum_mismatch, model_hash, pack, undecodable, unpack
 from .config import TASK
 from .model import BOS, ByteLM
@@ -46,23 +47,27 @@ def byte_stepper(model: ByteLM, version: int = VERSION):
     return (transformers_stepper if version == 1 else lean_stepper)(model.net, vocab=256)
 
 
-def chunk_probe(model: ByteLM, lengths: list[int], batch: int, version: int = VERSION) -> int:
-    """The arithmetic probe of coding chunks of these lengths (`coder.arithmetic_probe`)."""
-    return arithmetic_probe(byte_stepper(model, version), lengths, batch, vocab=256)
+def chunk_probe(model: ByteLM, lengths: list[int], batch: int, version: int = VERSION,
+                stepper: NewStepper | None = None) -> int:
+    """The arithmetic probe of coding chunks of these lengths (`coder.arithmetic_probe`).
+    `stepper`: one already built by `byte_stepper` for this model and version, so that a file's
+    weights are fused once for its probe and its coding."""
+    return arithmetic_probe(stepper or byte_stepper(model, version), lengths, batch, vocab=256)
 
 
 def encode_chunks(model: ByteLM, chunks: list[bytes], batch: int, progress: bool = True,
-                  version: int = VERSION) -> tuple[np.ndarray, float]:
+                  version: int = VERSION, stepper: NewStepper | None = None) -> tuple[np.ndarray, float]:
     """Range-code byte chunks with the stepper of format `version` (files are written in the
     current one; an older one only to test that its files still decode); returns (uint32
     words, cross-entropy bound in bits)."""
     sequences = [np.frombuffer(c, dtype=np.uint8).astype(np.int64) for c in chunks]
-    return encode_sequences(byte_stepper(model, version), sequences, batch, BOS, pre_quantise=True, progress=progress)
+    return encode_sequences(stepper or byte_stepper(model, version), sequences, batch, BOS, pre_quantise=True,
+                            progress=progress)
 
 
 def decode_chunks(model: ByteLM, words: np.ndarray, lengths: list[int], batch: int, version: int = VERSION,
-                  progress: bool = True) -> list[bytes]:
-    sequences = decode_sequences(byte_stepper(model, version), words, lengths, batch, BOS, pre_quantise=True,
+                  progress: bool = True, stepper: NewStepper | None = None) -> list[bytes]:
+    sequences = decode_sequences(stepper or byte_stepper(model, version), words, lengths, batch, BOS, pre_quantise=True,
                                  progress=progress)
     return [s.astype(np.uint8).tobytes() for s in sequences]
 
@@ -78,11 +83,12 @@ def compress_bytes(model: ByteLM, data: bytes, chunk_bytes: int | None = None, b
     start = time.perf_counter()
     chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
     device = next(model.parameters()).device
-    words, bound_bits = encode_chunks(model, chunks, batch, progress)
+    stepper = byte_stepper(model)
+    words, bound_bits = encode_chunks(model, chunks, batch, progress, stepper=stepper)
     header = {
         "model": model_hash(model), "length": len(data), "chunk_bytes": chunk_bytes, "batch": batch,
         "threads": torch.get_num_threads(), "device": device.type, "sha256": hashlib.sha256(data).hexdigest(),
-        "probe": chunk_probe(model, [len(c) for c in chunks], batch),
+        "probe": chunk_probe(model, [len(c) for c in chunks], batch, stepper=stepper),
     }
     blob = pack(header, words)
     stats = {"raw_bytes": len(data), "compressed_bytes": len(blob), "payload_bytes": 4 * len(words),
@@ -108,8 +114,9 @@ def decompress_bytes(model: ByteLM, blob: bytes, progress: bool = False, source:
                              f"({model.context}); the file is damaged")
     lengths = [min(chunk_bytes, length - i) for i in range(0, length, chunk_bytes)]
     with threads(header["threads"]), undecodable(source):
-        check_probe(source, header["probe"], lambda: chunk_probe(model, lengths, header["batch"], header["version"]))
-        chunks = decode_chunks(model, words, lengths, header["batch"], header["version"], progress)
+        stepper = byte_stepper(model, header["version"])
+        check_probe(source, header["probe"], lambda: chunk_probe(model, lengths, header["batch"], stepper=stepper))
+        chunks = decode_chunks(model, words, lengths, header["batch"], progress=progress, stepper=stepper)
     data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise checksum_mismatch(source)
