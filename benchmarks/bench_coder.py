@@ -17,11 +17,12 @@ Speed does not depend on what the weights are, so a freshly initialised model is
 Usage: python benchmarks/bench_coder.py [--model CKPT] [--sizes 20480 1048576] [--batch 64]
                                         [--chunk-bytes 2048] [--positions 0 1000 2000]
                                         [--step-batches 1 16 64 | --step-batches] [--input FILE]
-                                        [--kv-heads 1]
+                                        [--kv-heads 1] [--device cuda]
 --step-batches with no value skips part 1; --input codes the first --sizes bytes of FILE
 instead of enwik8 (e.g. 10 MB of ../shared/data/arxiv/abstracts.jsonl, which the byte model
 never trained on). --kv-heads sets the fresh model's key/value heads (grouped-query attention:
-a smaller cache read per coded byte).
+a smaller cache read per coded byte). --device runs everything on that device (default: the
+GPU if there is one, as `lcompress compress`); files coded on a GPU decode only on one.
 """
 
 from __future__ import annotations
@@ -42,21 +43,30 @@ from lightning_compress.tasks.bytes.model import BOS, ByteLM
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer stopped after it measures the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_stepper(kind, model: ByteLM, batch: int, position: int, length: int, steps: int = 30) -> float:
     """Seconds per step of `kind` at context position `position` (the cache filled up to it)."""
     # A cache of the chunk's length, with room for the warm-up and timed steps after `position`
     # (a row at the chunk's last position runs past it).
     stepper = kind(model.net, batch, max(length, position + steps + 3), vocab=256)
-    tokens = torch.full((batch,), BOS, dtype=torch.long)
+    device = next(model.parameters()).device
+    tokens = torch.full((batch,), BOS, dtype=torch.long, device=device)
     if isinstance(stepper, LeanStepper):
         stepper.llama.position = position  # the cache content does not change the time
     else:
         stepper.position = position
     for _ in range(3):
         stepper.step(tokens)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         stepper.step(tokens)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
@@ -64,27 +74,32 @@ def time_attention(model: ByteLM, batch: int, position: int, repeats: int = 30) 
     config = model.net.config
     head_dim = config.hidden_size // config.num_attention_heads
     # Queries grouped per key/value head, as the lean step reads the cache: [B, kv heads, group, D].
-    kv_heads = config.num_key_value_heads
-    q = torch.randn(batch, kv_heads, config.num_attention_heads // kv_heads, head_dim)
-    k = torch.randn(batch, kv_heads, max(1, position), head_dim)
+    kv_heads, device = config.num_key_value_heads, next(model.parameters()).device
+    q = torch.randn(batch, kv_heads, config.num_attention_heads // kv_heads, head_dim, device=device)
+    k = torch.randn(batch, kv_heads, max(1, position), head_dim, device=device)
     v = torch.randn_like(k)
     for _ in range(3):
         F.scaled_dot_product_attention(q, k, v)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         for _ in range(config.num_hidden_layers):
             F.scaled_dot_product_attention(q, k, v)
+    synchronize(device)
     return (time.perf_counter() - start) / repeats
 
 
 def time_linears(model: ByteLM, batch: int, repeats: int = 100) -> float:
     weights = [m.weight for m in model.net.modules() if isinstance(m, torch.nn.Linear)]
-    x = {w.shape[1]: torch.randn(batch, w.shape[1]) for w in weights}
+    device = weights[0].device
+    x = {w.shape[1]: torch.randn(batch, w.shape[1], device=device) for w in weights}
+    synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(repeats):
             for w in weights:
                 x[w.shape[1]] @ w.T
+    synchronize(device)
     return (time.perf_counter() - start) / repeats
 
 
@@ -116,16 +131,20 @@ def main() -> None:
     parser.add_argument("--input", help="file whose first --sizes bytes are coded (default: enwik8, repeated to size)")
     parser.add_argument("--kv-heads", type=int, default=0,
                         help="key/value heads of the freshly initialised model (0: one per head; ignored with --model)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu | cuda | cuda:N (default: the GPU if there is one)")
     args = parser.parse_args()
     if args.model:
-        model = load_byte_model(args.model, "cpu")
+        model = load_byte_model(args.model, args.device)
     else:
         torch.manual_seed(0)
-        model = ByteLM("small", context=args.chunk_bytes, kv_heads=args.kv_heads).eval()
+        model = ByteLM("small", context=args.chunk_bytes, kv_heads=args.kv_heads).eval().to(args.device)
+    device = next(model.parameters()).device
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} cores"
     config = model.net.config
     head_dim = config.hidden_size // config.num_attention_heads
     kv_per_position = 2 * config.num_key_value_heads * head_dim * config.num_hidden_layers * 4  # bytes, float32
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    print(f"Machine: {platform.machine()}, {where}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; ByteLM {model.hparams.size} ({model.parameter_count():,} parameters, "
           f"{config.num_key_value_heads} key/value heads)\n")
     length = args.chunk_bytes
